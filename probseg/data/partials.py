@@ -1,0 +1,266 @@
+"""Partial-segmentation training pairs (Section 3 of the paper, extended with annotator-like inputs).
+
+A pair is an input partial segmentation ``{x_m, x_s}`` and a larger target ``{y_m, y_s}`` of the same
+image: ``x_m`` is the decided region, ``x_s = gt & x_m``; ``y_m = x_m | region`` for a second region and
+``y_s = gt & y_m``. So ``y_m`` contains ``x_m`` and ``y_s`` agrees with ``x_s`` on ``x_m``.
+
+The paper cuts both regions out of random shapes. A model evaluated from clicks but trained only on
+shape partials would be judged on inputs it never saw, so inputs also come as an annotator makes them:
+a few click disks, short strokes, and states reached by accepting earlier proposals. The added region
+is a random shape or a whole object (a disk, a connected component) grown by a small margin, the step
+an annotator would accept. In ``complete`` mode the target decides every pixel (``y_m`` all true):
+the same data trains a single-step completion model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .shapes import crop_near_seed, random_shape_with_area
+
+__all__ = [
+    "PairSpec",
+    "PartialPair",
+    "brush_disk",
+    "click_input",
+    "stroke_input",
+    "make_partial_pair",
+    "object_masks",
+]
+
+INPUT_KINDS = ("shape", "clicks", "strokes", "accepted", "empty")
+REGION_KINDS = ("shape", "object")
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """How pairs are drawn.
+
+    Attributes:
+        input_weights: probabilities of the input kinds ``shape`` (paper), ``clicks``, ``strokes``,
+            ``accepted`` (clicks plus earlier accepted expansions) and ``empty``.
+        region_weights: probabilities of the added-region kinds ``shape`` (paper) and ``object``.
+        input_area: (min, max) fraction of the image a ``shape`` input covers.
+        region_area: (min, max) fraction of the image an added ``shape`` region covers.
+        object_margin: (min, max) pixels an added object is grown by, so it brings its border's
+            background along; an object larger than ``region_area[1]`` is cropped around a random
+            pixel of it.
+        target_object_bias: probability that an added object is one of the target's (when the
+            target has an undecided one): an annotator grows the foreground, and a proposal that
+            only ever decides background would add little.
+        max_clicks: most clicks in a ``clicks`` input (at least one positive when the target is not empty).
+        brush_radius: click brush radius in pixels; ``None`` = max(1, round(H / 64)).
+        mode: ``partial`` (the paper) or ``complete`` (target decides every pixel).
+    """
+
+    input_weights: dict[str, float] = field(
+        default_factory=lambda: {"shape": 0.3, "clicks": 0.25, "strokes": 0.15, "accepted": 0.25, "empty": 0.05}
+    )
+    region_weights: dict[str, float] = field(default_factory=lambda: {"shape": 0.35, "object": 0.65})
+    input_area: tuple[float, float] = (0.02, 0.35)
+    region_area: tuple[float, float] = (0.04, 0.16)
+    object_margin: tuple[int, int] = (2, 2)
+    target_object_bias: float = 0.75
+    max_clicks: int = 4
+    brush_radius: int | None = None
+    mode: str = "partial"
+
+    def __post_init__(self) -> None:
+        for name, weights, allowed in (
+            ("input_weights", self.input_weights, INPUT_KINDS),
+            ("region_weights", self.region_weights, REGION_KINDS),
+        ):
+            bad = set(weights) - set(allowed)
+            if bad:
+                raise ValueError(f"{name}: unknown kinds {sorted(bad)}; allowed: {list(allowed)}")
+            if any(v < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+                raise ValueError(f"{name}: weights must be >= 0 and not all zero")
+        if self.mode not in ("partial", "complete"):
+            raise ValueError(f"mode must be 'partial' or 'complete', got {self.mode!r}")
+        for name in ("input_area", "region_area"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi <= 1:
+                raise ValueError(f"{name}: need 0 <= min <= max <= 1, got ({lo}, {hi})")
+        lo, hi = self.object_margin
+        if not 0 <= lo <= hi:
+            raise ValueError(f"object_margin: need 0 <= min <= max, got ({lo}, {hi})")
+        if not 0 <= self.target_object_bias <= 1:
+            raise ValueError(f"target_object_bias: must be in [0, 1], got {self.target_object_bias}")
+        if self.max_clicks < 1:
+            raise ValueError(f"max_clicks: must be >= 1, got {self.max_clicks}")
+        if self.brush_radius is not None and self.brush_radius < 0:
+            raise ValueError(f"brush_radius: must be >= 0 or None, got {self.brush_radius}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_area"] = list(self.input_area)
+        d["region_area"] = list(self.region_area)
+        d["object_margin"] = list(self.object_margin)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairSpec":
+        d = dict(d)
+        for k in ("input_area", "region_area", "object_margin"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+@dataclass
+class PartialPair:
+    """One training pair; every array is bool (H, W)."""
+
+    x_m: np.ndarray
+    x_s: np.ndarray
+    y_m: np.ndarray
+    y_s: np.ndarray
+
+
+def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = sorted(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def brush_disk(shape: tuple[int, int], center: tuple[int, int], radius: int) -> np.ndarray:
+    """Pixels within ``radius`` of ``center``: bool ``shape``."""
+    yy, xx = np.ogrid[0 : shape[0], 0 : shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
+
+
+def default_brush_radius(h: int) -> int:
+    """The protocol's default brush radius for an image of height ``h``."""
+    return max(1, int(round(h / 64)))
+
+
+def object_masks(gt: np.ndarray) -> np.ndarray:
+    """Connected components of ``gt`` and of its background: bool (n, H, W).
+
+    The generic notion of "an object" for data without an object list.
+    """
+    out = []
+    for region in (gt, ~gt):
+        lab, n = ndimage.label(region)
+        out.extend(lab == i for i in range(1, n + 1))
+    if not out:
+        return np.zeros((0,) + gt.shape, dtype=bool)
+    return np.stack(out)
+
+
+def click_input(
+    rng: np.random.Generator, gt: np.ndarray, n_pos: int, n_neg: int, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random clicks labelled from ``gt``; a click decides the brush pixels of its own label.
+
+    Returns ``(x_m, x_s)``, bool (H, W) each.
+    """
+    x_m = np.zeros_like(gt)
+    for region, n in ((gt, n_pos), (~gt, n_neg)):
+        ys, xs = np.nonzero(region)
+        if len(ys) == 0:
+            continue
+        for j in rng.choice(len(ys), size=min(n, len(ys)), replace=False):
+            x_m |= brush_disk(gt.shape, (ys[j], xs[j]), radius) & region
+    return x_m, x_m & gt
+
+
+def _stroke(rng: np.random.Generator, region: np.ndarray, length: int, radius: int) -> np.ndarray:
+    """A smooth random walk of ``length`` steps inside ``region``, drawn with a brush."""
+    ys, xs = np.nonzero(region)
+    out = np.zeros_like(region)
+    if len(ys) == 0:
+        return out
+    j = int(rng.integers(len(ys)))
+    pos = np.array([ys[j], xs[j]], dtype=np.float64)
+    angle = rng.uniform(0, 2 * np.pi)
+    h, w = region.shape
+    for _ in range(length):
+        p = (int(round(pos[0])), int(round(pos[1])))
+        if not (0 <= p[0] < h and 0 <= p[1] < w) or not region[p]:
+            break
+        out |= brush_disk(region.shape, p, radius)
+        angle += rng.normal(0, 0.4)
+        pos += np.array([np.sin(angle), np.cos(angle)])
+    return out & region
+
+
+def stroke_input(
+    rng: np.random.Generator, gt: np.ndarray, n_pos: int, n_neg: int, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Short strokes inside the target and in the background. Returns ``(x_m, x_s)``."""
+    h = gt.shape[0]
+    x_m = np.zeros_like(gt)
+    for region, n in ((gt, n_pos), (~gt, n_neg)):
+        for _ in range(n):
+            x_m |= _stroke(rng, region, int(rng.integers(max(3, h // 8), max(4, h // 2))), radius)
+    return x_m, x_m & gt
+
+
+def _added_region(
+    rng: np.random.Generator, spec: PairSpec, gt: np.ndarray, objects: np.ndarray, x_m: np.ndarray
+) -> np.ndarray:
+    kind = _pick(rng, spec.region_weights)
+    max_px = int(spec.region_area[1] * gt.size)
+    if kind == "object" and len(objects) > 0:
+        # Objects not yet fully decided are the useful next steps.
+        todo = [i for i in range(len(objects)) if (objects[i] & ~x_m).any()]
+        in_target = [i for i in todo if (objects[i] & gt).any()]
+        if in_target and rng.random() < spec.target_object_bias:
+            todo = in_target
+        if todo:
+            obj = crop_near_seed(rng, objects[todo[int(rng.integers(len(todo)))]] & ~x_m, max_px)
+            margin = int(rng.integers(spec.object_margin[0], spec.object_margin[1] + 1))
+            return ndimage.binary_dilation(obj, iterations=margin) if margin > 0 else obj
+    return random_shape_with_area(rng, gt.shape, *spec.region_area)
+
+
+def _input(
+    rng: np.random.Generator, spec: PairSpec, gt: np.ndarray, objects: np.ndarray, radius: int
+) -> np.ndarray:
+    kind = _pick(rng, spec.input_weights)
+    h = gt.shape[0]
+    if kind == "shape":
+        return random_shape_with_area(rng, gt.shape, *spec.input_area)
+    if kind == "empty":
+        return np.zeros_like(gt)
+    n_pos = int(rng.integers(1, spec.max_clicks + 1)) if gt.any() else 0
+    n_neg = int(rng.integers(0 if n_pos else 1, spec.max_clicks + 1))
+    if kind == "clicks":
+        return click_input(rng, gt, n_pos, n_neg, radius)[0]
+    if kind == "strokes":
+        return stroke_input(rng, gt, min(n_pos, 2), min(n_neg, 2), max(1, radius // 2 + (h >= 64)))[0]
+    # accepted: the start clicks plus one to three earlier accepted expansions.
+    x_m = click_input(rng, gt, min(n_pos, 1), min(n_neg, 1), radius)[0]
+    for _ in range(int(rng.integers(1, 4))):
+        x_m |= _added_region(rng, spec, gt, objects, x_m)
+    return x_m
+
+
+def make_partial_pair(
+    rng: np.random.Generator, gt: np.ndarray, spec: PairSpec = PairSpec(), objects: np.ndarray | None = None
+) -> PartialPair:
+    """Draw one pair for the target ``gt``.
+
+    Args:
+        rng: the generator every draw comes from.
+        gt: bool (H, W), the target segmentation.
+        spec: how inputs and added regions are drawn.
+        objects: bool (n, H, W), the image's objects (for disks: every disk, in the target or not);
+            default: the connected components of ``gt`` and of its background.
+    """
+    gt = np.asarray(gt, dtype=bool)
+    if gt.ndim != 2:
+        raise ValueError(f"gt must be 2-D, got shape {gt.shape}")
+    if objects is None:
+        objects = object_masks(gt)
+    radius = spec.brush_radius if spec.brush_radius is not None else default_brush_radius(gt.shape[0])
+    x_m = _input(rng, spec, gt, objects, radius)
+    if spec.mode == "complete":
+        y_m = np.ones_like(gt)
+    else:
+        y_m = x_m | _added_region(rng, spec, gt, objects, x_m)
+    return PartialPair(x_m=x_m, x_s=x_m & gt, y_m=y_m, y_s=y_m & gt)

@@ -1,0 +1,195 @@
+"""The public inference API: :class:`ProbSeg` and its :meth:`ProbSeg.propose`.
+
+The predictor wraps a trained :class:`~probseg.model.PartialSegNet`, checks inputs, normalises the
+image, pads it to the network's size multiple, draws all K latent samples in one batched forward
+pass, and returns boolean proposals that satisfy the paper's constraints exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.intensity import normalize_image
+from .model import SIZE_MULTIPLE, ModelConfig, PartialSegNet
+
+__all__ = ["ProbSeg", "check_inputs"]
+
+SeedLike = int | np.random.Generator | None
+
+
+def check_inputs(image: Any, mask: Any, seg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate ``propose`` inputs; raise ``ValueError`` naming the argument at fault.
+
+    Returns ``image`` as float64 (H, W) (float32 could overflow before normalisation) and ``mask``,
+    ``seg`` as bool (H, W).
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image: expected a 2-D array (H, W), got shape {image.shape}")
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
+        raise ValueError(f"image: expected a real-valued (float or integer) array, got dtype {image.dtype}")
+    if min(image.shape) < 1:
+        raise ValueError(f"image: empty array of shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError("image: contains NaN or infinite values")
+    out = []
+    for name, arr in (("mask", mask), ("seg", seg)):
+        arr = np.asarray(arr)
+        if arr.dtype != bool:
+            raise ValueError(f"{name}: expected a bool array, got dtype {arr.dtype} (use {name}.astype(bool))")
+        if arr.shape != image.shape:
+            raise ValueError(f"{name}: shape {arr.shape} differs from image shape {image.shape}")
+        out.append(arr)
+    mask, seg = out
+    if np.any(seg & ~mask):
+        raise ValueError("seg: has foreground outside mask (undecided pixels are never foreground)")
+    return image.astype(np.float64), mask, seg
+
+
+def _torch_generator(seed: SeedLike) -> torch.Generator:
+    gen = torch.Generator()
+    if isinstance(seed, np.random.Generator):
+        gen.manual_seed(int(seed.integers(0, 2**63 - 1)))
+    elif seed is None:
+        gen.seed()
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed: must be in [0, 2**63), got {seed}")
+        gen.manual_seed(int(seed))
+    else:
+        raise ValueError(f"seed: expected an int, a numpy Generator or None, got {type(seed).__name__}")
+    return gen
+
+
+class ProbSeg:
+    """A trained partial-segmentation model, ready to propose.
+
+    Attributes:
+        net: the network (eval mode).
+        meta: the checkpoint's metadata (config, data spec, training settings, metrics, version).
+        name: the registry name or file it was loaded from.
+    """
+
+    def __init__(self, net: PartialSegNet, meta: dict[str, Any] | None = None, name: str = "") -> None:
+        self.net = net.eval()
+        self.meta = meta or {}
+        self.name = name
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.net.config
+
+    @property
+    def is_partial(self) -> bool:
+        """True when proposals leave pixels undecided (False for single-step completion models)."""
+        return self.config.mode == "partial"
+
+    @property
+    def is_stochastic(self) -> bool:
+        """True when proposals depend on a latent sample (False for deterministic networks)."""
+        return self.config.stochastic
+
+    @property
+    def trained_tasks(self) -> list[str]:
+        """The datasets/tasks the model was trained on, as its checkpoint records them."""
+        return list(self.meta.get("data_spec", {}).get("tasks", []))
+
+    def __repr__(self) -> str:
+        return f"ProbSeg(name={self.name!r}, config={self.config.name!r}, mode={self.config.mode!r})"
+
+    @torch.no_grad()
+    def propose(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        seg: np.ndarray,
+        k: int = 8,
+        seed: SeedLike = None,
+        mean: bool = False,
+        return_scores: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Propose ``k`` larger partial segmentations.
+
+        Args:
+            image: float (H, W), any finite values (normalised internally by percentiles).
+            mask: bool (H, W), the decided pixels ``x_m``.
+            seg: bool (H, W), the foreground ``x_s``; must lie inside ``mask``.
+            k: number of proposals (>= 1), drawn in one batched forward pass.
+            seed: int or numpy Generator for reproducible samples; ``None`` draws fresh entropy.
+            mean: use z = 0 for every proposal (the deterministic proposal).
+            return_scores: also return each proposal's score.
+        Returns:
+            ``masks``, ``segs``: bool (k, H, W) with ``masks ⊇ mask``, ``segs == seg`` on ``mask`` and
+            ``segs ⊆ masks``; with ``return_scores`` also ``scores``: float64 (k,), the joint
+            log-density ``log p(z) + log p(y_hat | z, x)`` of the latent sample and of the binarised
+            proposal under the decoder's Bernoulli probabilities (constants dropped), so higher is
+            more likely under the model. A deterministic model's ``log p(z)`` term is 0.
+        Raises:
+            ValueError: naming the argument at fault.
+        """
+        image, mask, seg = check_inputs(image, mask, seg)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: must be an integer >= 1, got {k!r}")
+        k = int(k)
+        gen = _torch_generator(seed)
+        h, w = image.shape
+        ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+        img = np.pad(normalize_image(image), ((0, ph), (0, pw)), mode="edge")
+        xm = np.pad(mask, ((0, ph), (0, pw)))
+        xs = np.pad(seg, ((0, ph), (0, pw)))
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        latent = self.net.latent_shape(h + ph, w + pw)
+        if self.is_stochastic:
+            z = torch.zeros((k, *latent)) if mean else torch.randn((k, *latent), generator=gen)
+        else:
+            z = None
+        pred_m, pred_s = self.net.decode(to_t(img), to_t(xm), to_t(xs), z)
+        if z is None and k > 1:
+            pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
+        pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
+        p_fg = (pred_s / pred_m.clamp(min=1e-6)).clamp(0, 1)
+        masks = (pred_m >= 0.5).numpy() | mask[None]
+        segs = masks & (p_fg >= 0.5).numpy()
+        segs[:, mask] = seg[mask][None]
+        if not return_scores:
+            return masks, segs
+        return masks, segs, self._scores(z, pred_m, p_fg, masks, segs, mask)
+
+    @staticmethod
+    def _scores(
+        z: torch.Tensor | None,
+        pred_m: torch.Tensor,
+        p_fg: torch.Tensor,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        mask: np.ndarray,
+    ) -> np.ndarray:
+        eps = 1e-6
+        free = torch.from_numpy(~mask)[None]
+        m = torch.from_numpy(masks)
+        s = torch.from_numpy(segs)
+        pm = pred_m.clamp(eps, 1 - eps)
+        pf = p_fg.clamp(eps, 1 - eps)
+        ll_m = torch.where(m, pm.log(), (1 - pm).log())
+        ll_s = torch.where(s, pf.log(), (1 - pf).log()) * m  # foreground is only modelled where decided
+        ll = ((ll_m + ll_s) * free).sum(dim=(1, 2)).double()
+        if z is not None:
+            ll = ll - 0.5 * z.flatten(1).pow(2).sum(1).double()
+        return ll.numpy()
+
+
+def _n_params(net: PartialSegNet) -> int:
+    return int(sum(p.numel() for p in net.parameters()))
+
+
+def describe(model: ProbSeg) -> str:
+    """A one-paragraph description: configuration, parameters, training data, metrics."""
+    m = model.meta.get("metrics", {})
+    parts = [f"{model.name}: {model.config.name} ({model.config.mode}), {_n_params(model.net):,} parameters"]
+    if m:
+        parts.append(", ".join(f"{k}={v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k}={v}" for k, v in m.items()))
+    return "; ".join(parts)

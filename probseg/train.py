@@ -1,0 +1,257 @@
+"""Training: ``probseg-train`` and :func:`train`.
+
+Pairs are drawn once into a pool (deterministic from the seed) and served in random order with a
+random dihedral transform per sample, so a pool of ``n_pairs`` gives ``8 * n_pairs`` distinct
+samples. The checkpoint records the configuration, the data spec, the training settings with the
+command line, and the held-out metrics the model reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import save_checkpoint
+from .cli import ArgumentParser, cli_entry
+from .data.disks import N_TRAIN, TRAIN_SEED, DiskSpec, make_disk_dataset, subset_mask
+from .data.intensity import normalize_image
+from .data.partials import PairSpec, make_partial_pair
+from .losses import partial_seg_loss
+from .model import CONFIGS, ModelConfig, PartialSegNet, build_network
+from .predictor import ProbSeg
+
+__all__ = ["TrainSettings", "build_disk_pool", "train", "main"]
+
+
+@dataclass
+class TrainSettings:
+    """Settings of one training run (all recorded in the checkpoint).
+
+    Attributes:
+        config: a name in :data:`probseg.model.CONFIGS`.
+        dataset: the training data; ``disks`` for now.
+        steps: optimiser steps.
+        batch_size: samples per step.
+        lr: Adam learning rate (cosine-decayed to 5% over the run).
+        seed: seeds the pool, the weights and the batch order.
+        n_pairs: pairs drawn into the pool.
+        n_train_images: training images the pairs are cut from.
+        extra_noise: (max) standard deviation of extra Gaussian noise added per image, so the model
+            does not depend on one noise level.
+        eval_images: held-out images evaluated at the end (0: skip).
+        threads: torch threads (0: torch's default).
+    """
+
+    config: str = "paper"
+    dataset: str = "disks"
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    n_pairs: int = 20000
+    n_train_images: int = N_TRAIN
+    extra_noise: float = 0.03
+    eval_images: int = 1000
+    threads: int = 0
+    pair_spec: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.config not in CONFIGS:
+            raise ValueError(f"config: unknown configuration {self.config!r}; known: {', '.join(CONFIGS)}")
+        if self.dataset != "disks":
+            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: disks")
+        for name in ("steps", "batch_size", "n_pairs", "n_train_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.eval_images < 0:
+            raise ValueError(f"eval_images: must be >= 0, got {self.eval_images}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+
+
+def build_disk_pool(
+    n_pairs: int,
+    seed: int,
+    pair_spec: PairSpec,
+    disk_spec: DiskSpec = DiskSpec(),
+    n_images: int = N_TRAIN,
+    extra_noise: float = 0.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Training pairs from the disk training split: float32 (n_pairs, 5, H, W).
+
+    Channels: normalised image, x_m, x_s, y_m, y_s. Pair ``j`` depends only on ``(seed, j)``. Its
+    target is a uniformly drawn non-empty subset of the image's disks (the empty subset, 1 in 10).
+    """
+    images = make_disk_dataset(n_images, TRAIN_SEED, disk_spec)
+    size = disk_spec.size
+    pool = np.zeros((n_pairs, 5, size, size), dtype=np.float32)
+    n_disks = disk_spec.n_disks
+    for j in tqdm(range(n_pairs), desc="pairs", disable=not progress, unit="pair", leave=False):
+        rng = np.random.default_rng([seed, j])
+        disk = images[int(rng.integers(n_images))]
+        bits = 0 if rng.random() < 0.1 else int(rng.integers(1, 2**n_disks))
+        target = subset_mask(disk.disks, [d for d in range(n_disks) if bits >> d & 1])
+        pair = make_partial_pair(rng, target, pair_spec, disk.disks)
+        image = disk.image + rng.normal(0.0, rng.uniform(0.0, extra_noise), size=disk.image.shape) if extra_noise > 0 else disk.image
+        pool[j] = np.stack([normalize_image(image), pair.x_m, pair.x_s, pair.y_m, pair.y_s])
+    return torch.from_numpy(pool)
+
+
+def _dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Apply one of the 8 dihedral transforms per sample (code in 0..7) to (B, C, H, W)."""
+    out = batch.clone()
+    for code in range(8):
+        idx = (codes == code).nonzero(as_tuple=True)[0]
+        if len(idx) == 0:
+            continue
+        t = batch[idx]
+        if code & 4:
+            t = t.flip(-1)
+        out[idx] = torch.rot90(t, code & 3, dims=(-2, -1))
+    return out
+
+
+def _step_loss(net: PartialSegNet, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    image, x_m, x_s, y_m, y_s = (batch[:, c : c + 1] for c in range(5))
+    out = net(image, x_m, x_s, y_m, y_s)
+    cfg = net.config
+    return partial_seg_loss(
+        y_m[:, 0], y_s[:, 0], x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0, cfg.beta1
+    )
+
+
+def train(
+    settings: TrainSettings,
+    out: str | Path | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> tuple[ProbSeg, dict[str, Any]]:
+    """Train a model; write a checkpoint to ``out`` when given.
+
+    Returns:
+        ``(model, metrics)``: the trained model and the metrics recorded in its checkpoint
+        (``final_loss`` and friends, held-out metrics when ``eval_images`` > 0, ``train_seconds``).
+    """
+    settings.validate()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    config: ModelConfig = CONFIGS[settings.config]
+    pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": config.mode})
+    disk_spec = DiskSpec()
+    torch.manual_seed(settings.seed)
+    net = build_network(config)
+    t0 = time.perf_counter()
+    pool = build_disk_pool(
+        settings.n_pairs, settings.seed, pair_spec, disk_spec, settings.n_train_images, settings.extra_noise, progress
+    )
+    gen = torch.Generator().manual_seed(settings.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps, eta_min=settings.lr * 0.05)
+    net.train()
+    history: list[dict[str, float]] = []
+    running: dict[str, float] = {}
+    bar = tqdm(range(settings.steps), desc=f"train {config.name}", disable=not progress, unit="step")
+    for step in bar:
+        idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
+        codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
+        batch = _dihedral(pool[idx], codes)
+        terms = _step_loss(net, batch)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        sched.step()
+        for k, v in terms.items():
+            val = v.item()
+            running[k] = 0.98 * running.get(k, val) + 0.02 * val
+        if step % 50 == 0 or step == settings.steps - 1:
+            bar.set_postfix(loss=f"{running['loss']:.4f}")
+        if step % 500 == 0 or step == settings.steps - 1:
+            history.append({"step": step, **{k: round(v, 5) for k, v in running.items()}})
+    net.eval()
+    train_seconds = time.perf_counter() - t0
+    metrics: dict[str, Any] = {f"final_{k}": float(v) for k, v in running.items()}
+    metrics["train_seconds"] = float(train_seconds)
+    model = ProbSeg(net, name=config.name)
+    if settings.eval_images > 0:
+        from .evaluate import evaluate_disks  # late import: evaluation is not needed to train
+
+        metrics.update(evaluate_disks(model, settings.eval_images, seed=0, progress=progress))
+    data_spec = {
+        "dataset": settings.dataset,
+        "tasks": ["disks"],
+        "disk_spec": disk_spec.to_dict(),
+        "pair_spec": pair_spec.to_dict(),
+        "train_seed": TRAIN_SEED,
+        "n_train_images": settings.n_train_images,
+        "extra_noise": settings.extra_noise,
+    }
+    train_info = {"settings": asdict(settings), "command": command or "", "history": history}
+    model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
+    if out is not None:
+        path = save_checkpoint(out, net, data_spec, train_info, metrics)
+        model.meta["path"] = str(path)
+        record = {"command": command or "", "settings": asdict(settings), "metrics": metrics, "config": config.to_dict()}
+        Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return model, metrics
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = TrainSettings()
+    p = ArgumentParser(
+        prog="probseg-train",
+        description="Train a probabilistic partial-segmentation model on synthetic disks and write a checkpoint.",
+    )
+    p.add_argument("--config", default=d.config, help=f"model configuration, one of: {', '.join(CONFIGS)}")
+    p.add_argument("--dataset", default=d.dataset, help="training data (disks)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds data, weights and batch order")
+    p.add_argument("--n-pairs", type=int, default=d.n_pairs, help="training pairs drawn into the pool")
+    p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
+    p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+@cli_entry("probseg-train")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``probseg-train``."""
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise ValueError(f"--out: expected a .pt path, got {out}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"--out: {out.parent} is not a folder")
+    settings = TrainSettings(
+        config=args.config,
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        n_pairs=args.n_pairs,
+        eval_images=args.eval_images,
+        threads=args.threads,
+    )
+    settings.validate()
+    command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    _, metrics = train(settings, out, progress=not args.no_progress, command=command)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Tuning the classical baselines on training data only, and the tuned values the simulator uses.
+
+The random walker's beta is chosen by :func:`simulator.methods.tune_random_walker_beta` on images of
+the *training* split (for disks: the paper's 1,000 training images, never the held-out ones the
+sessions run on). ``probseg-tune-baselines`` reruns the search and rewrites ``tuned_baselines.json``
+beside this file, which records the grid, the scores and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from probseg.cli import ArgumentParser, cli_entry
+from probseg.data import make_disk_dataset, subset_mask
+from probseg.data.disks import TRAIN_SEED
+
+from .methods import tune_random_walker_beta
+
+__all__ = ["TUNED_PATH", "tuned_beta", "tune_disks", "main"]
+
+TUNED_PATH = Path(__file__).resolve().parent / "tuned_baselines.json"
+DEFAULT_BETAS = (10.0, 30.0, 60.0, 130.0, 250.0, 500.0, 1000.0, 2000.0)
+
+
+def tuned_beta(method: str, dataset: str = "disks") -> float:
+    """The tuned beta of ``random-walker`` or ``random-walker-partial`` for ``dataset``."""
+    try:
+        table = json.loads(TUNED_PATH.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"rw_beta: no tuned value ({TUNED_PATH} unreadable: {exc}); pass rw_beta explicitly") from None
+    try:
+        return float(table[dataset][method]["beta"])
+    except KeyError:
+        raise ValueError(f"rw_beta: no tuned value for {method!r} on {dataset!r}; run probseg-tune-baselines") from None
+
+
+def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0) -> dict[str, dict]:
+    """Tune both random walkers on ``n_images`` disk *training* images with random non-empty targets."""
+    disks = make_disk_dataset(n_images, TRAIN_SEED)
+    images, targets = [], []
+    for i, d in enumerate(disks):
+        rng = np.random.default_rng([seed, i])
+        bits = int(rng.integers(1, 8))
+        images.append(d.image)
+        targets.append(subset_mask(d.disks, [j for j in range(3) if bits >> j & 1]))
+    out = {}
+    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
+        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed)
+        out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="probseg-tune-baselines",
+        description="Tune the random walker's beta on disk TRAINING images and rewrite tuned_baselines.json.",
+    )
+    p.add_argument("--n-images", type=int, default=100, help="training images used")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
+    return p
+
+
+@cli_entry("probseg-tune-baselines")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``probseg-tune-baselines``."""
+    args = _parser().parse_args(argv)
+    if args.n_images < 1:
+        raise ValueError(f"--n-images: must be >= 1, got {args.n_images}")
+    result = tune_disks(args.n_images, seed=args.seed)
+    command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    record = {
+        "disks": result,
+        "protocol": "clicks start, 3 RITM corrections, policy first; score = Dice after the corrections; "
+        "disk training split only",
+        "command": command.strip(),
+        "betas": list(DEFAULT_BETAS),
+    }
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({m: v["beta"] for m, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The methods a session compares, behind one small protocol.
+
+A method's ``kind`` decides what the session feeds it (see :mod:`simulator.session`): a ``partial``
+method gets the accepted state (chosen proposal plus corrections), a ``complete`` method only the
+annotator's own input (start plus corrections) and re-predicts every pixel from it.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from skimage.segmentation import random_walker
+
+import probseg
+from probseg import ProbSeg
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "ProbSegMethod",
+    "RandomWalkerMethod",
+    "make_method",
+    "tune_random_walker_beta",
+]
+
+Kind = Literal["partial", "complete"]
+Proposals = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+class Method(Protocol):
+    """What a session calls.
+
+    Attributes:
+        name: the method's name in results.
+        kind: ``partial`` (leaves pixels undecided, fed the accepted state) or ``complete`` (decides
+            every pixel, fed only the annotator's input).
+        multi: whether it gives K different proposals (else the session asks for K = 1).
+    """
+
+    name: str
+
+    @property
+    def kind(self) -> Kind: ...
+
+    @property
+    def multi(self) -> bool: ...
+
+    def propose(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Proposals:
+        """``k`` proposals from ``image`` float (H, W) and the state ``mask``, ``seg`` bool (H, W).
+
+        Returns ``masks``, ``segs`` bool (k, H, W) with ``masks ⊇ mask``, ``segs == seg`` on ``mask``,
+        ``segs ⊆ masks``, and ``scores`` float64 (k,) (higher = more likely) or None.
+        """
+        ...
+
+
+class ProbSegMethod:
+    """A probseg model as a method.
+
+    Args:
+        model: a :class:`probseg.ProbSeg`, or a checkpoint name/path loaded on first use (so a method
+            can be named before its checkpoint exists).
+        mean: propose the z = 0 proposal only (K = 1).
+        name: the name in results (default: the model's name, ``-mean`` appended when ``mean``).
+        expect_kind: if given, loading a model of the other kind raises ``ValueError`` naming
+            ``checkpoint`` (catches e.g. a partial checkpoint passed to ``probseg-complete``).
+
+    ``kind`` follows ``model.is_partial``; ``multi`` is False for ``mean`` and for deterministic
+    networks (their K proposals would be identical). Scores are the model's own.
+    """
+
+    def __init__(
+        self,
+        model: ProbSeg | str | os.PathLike,
+        mean: bool = False,
+        name: str | None = None,
+        expect_kind: Kind | None = None,
+    ) -> None:
+        if not isinstance(model, (ProbSeg, str, os.PathLike)):
+            raise ValueError(f"model: expected a ProbSeg or a checkpoint name/path, got {type(model).__name__}")
+        if expect_kind not in (None, "partial", "complete"):
+            raise ValueError(f"expect_kind: must be None, 'partial' or 'complete', got {expect_kind!r}")
+        self._model = model if isinstance(model, ProbSeg) else None
+        self._source = model
+        self.mean = bool(mean)
+        self.expect_kind = expect_kind
+        base = name if name is not None else (model.name if isinstance(model, ProbSeg) else str(model))
+        self.name = base if name is not None or not mean else f"{base}-mean"
+
+    @property
+    def model(self) -> ProbSeg:
+        """The model, loaded from its checkpoint the first time it is needed."""
+        if self._model is None:
+            self._model = probseg.load(self._source)  # ValueError naming checkpoint if it is missing
+        model = self._model
+        kind = "partial" if model.is_partial else "complete"
+        if self.expect_kind is not None and kind != self.expect_kind:
+            raise ValueError(
+                f"checkpoint: {self._source if not isinstance(self._source, ProbSeg) else model.name!r} is a {kind} "
+                f"model but method {self.name!r} needs a {self.expect_kind} one"
+            )
+        return model
+
+    @property
+    def kind(self) -> Kind:
+        return "partial" if self.model.is_partial else "complete"
+
+    @property
+    def multi(self) -> bool:
+        return self.model.is_stochastic and not self.mean
+
+    def propose(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Proposals:
+        """See :meth:`Method.propose`; a single-proposal model returns ``k`` identical copies."""
+        model = self.model
+        n = k if self.multi else 1
+        masks, segs, scores = model.propose(image, mask, seg, k=n, seed=rng, mean=self.mean, return_scores=True)
+        if n != k:
+            masks, segs, scores = (np.repeat(a, k, axis=0) for a in (masks, segs, scores))
+        return masks, segs, np.asarray(scores, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"ProbSegMethod(name={self.name!r}, mean={self.mean})"
+
+
+def _normalise01(image: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1] (float64); a constant image becomes 0 everywhere.
+
+    The random walker's edge weights are exp(-beta * gradient^2): without a fixed intensity range
+    the same beta would mean different things on different images.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    lo, hi = float(image.min()), float(image.max())
+    if hi - lo <= 0:
+        return np.zeros_like(image)
+    return (image - lo) / (hi - lo)
+
+
+class RandomWalkerMethod:
+    """scikit-image's random walker (Grady, 2006) seeded with the state it is given.
+
+    Seeds: label 1 = ``mask & seg`` (foreground), label 2 = ``mask & ~seg`` (background). With no
+    foreground seed the foreground probability is 0 everywhere (all background); with foreground but
+    no background seed it is 1 everywhere (the walker needs two labels to say anything else).
+
+    Args:
+        beta: the walker's edge penalty on the [0, 1]-normalised image (tune it on training images
+            with :func:`tune_random_walker_beta`; 130 is scikit-image's default).
+        partial: ``False`` -- ``random-walker``, a complete method deciding every pixel with
+            ``seg = p_fg > 0.5``; ``True`` -- ``random-walker-partial``, deciding only the seeds and the
+            pixels whose foreground probability is > ``1 - confidence`` or < ``confidence``. Being
+            partial, it is fed the accepted state, so every accepted decided pixel becomes a seed.
+        confidence: the partial variant's margin (0.05 by the protocol).
+        mode, tol: passed to ``skimage.segmentation.random_walker``.
+    The walker is deterministic: ``multi`` is False and there are no scores.
+    """
+
+    multi = False
+
+    def __init__(
+        self,
+        beta: float = 130.0,
+        partial: bool = False,
+        confidence: float = 0.05,
+        mode: str = "cg_j",
+        tol: float = 1e-3,
+        name: str | None = None,
+    ) -> None:
+        if not np.isfinite(beta) or beta <= 0:
+            raise ValueError(f"beta: must be a finite number > 0, got {beta!r}")
+        if not 0 < confidence < 0.5:
+            raise ValueError(f"confidence: must be in (0, 0.5), got {confidence!r}")
+        if mode not in ("cg", "cg_j", "cg_mg", "bf"):
+            raise ValueError(f"mode: must be one of 'cg', 'cg_j', 'cg_mg', 'bf', got {mode!r}")
+        self.beta = float(beta)
+        self.partial = bool(partial)
+        self.confidence = float(confidence)
+        self.mode = mode
+        self.tol = float(tol)
+        self.name = name if name is not None else ("random-walker-partial" if partial else "random-walker")
+
+    @property
+    def kind(self) -> Kind:
+        return "partial" if self.partial else "complete"
+
+    def foreground_probability(self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> np.ndarray:
+        """The walker's foreground probability: float64 (H, W), exactly ``seg`` on ``mask``."""
+        fg, bg = mask & seg, mask & ~seg
+        if not fg.any():
+            return np.zeros(mask.shape, dtype=np.float64)
+        if not bg.any():
+            return np.ones(mask.shape, dtype=np.float64)
+        if mask.all():
+            return seg.astype(np.float64)
+        labels = np.zeros(mask.shape, dtype=np.int32)
+        labels[fg] = 1
+        labels[bg] = 2
+        with warnings.catch_warnings():
+            # The iterative solvers overshoot [0, 1] slightly at large beta; the result is clipped
+            # below, so the warning says nothing the caller must act on.
+            warnings.filterwarnings("ignore", message="The probability range is outside", category=UserWarning)
+            prob = random_walker(
+                _normalise01(image), labels, beta=self.beta, mode=self.mode, tol=self.tol, return_full_prob=True
+            )[0]
+        prob = np.clip(prob, 0.0, 1.0)
+        prob[mask] = seg[mask]
+        return prob
+
+    def propose(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Proposals:
+        """See :meth:`Method.propose`; ``rng`` is unused (deterministic); ``k`` identical copies."""
+        mask = np.asarray(mask, dtype=bool)
+        seg = np.asarray(seg, dtype=bool)
+        prob = self.foreground_probability(image, mask, seg)
+        if self.partial:
+            new_mask = mask | (prob > 1.0 - self.confidence) | (prob < self.confidence)
+        else:
+            new_mask = np.ones_like(mask)
+        new_seg = new_mask & (prob > 0.5)
+        new_seg[mask] = seg[mask]  # seeds keep their label exactly, whatever the solver's tolerance
+        return np.repeat(new_mask[None], k, axis=0), np.repeat(new_seg[None], k, axis=0), None
+
+    def __repr__(self) -> str:
+        return f"RandomWalkerMethod(name={self.name!r}, beta={self.beta}, partial={self.partial})"
+
+
+# The probseg methods' default checkpoints (loaded on first proposal) and the walkers' variant.
+METHODS: dict[str, dict[str, Any]] = {
+    "probseg": {"checkpoint": "disks", "mean": False, "kind": "partial"},
+    "probseg-mean": {"checkpoint": "disks", "mean": True, "kind": "partial"},
+    "probseg-complete": {"checkpoint": "disks-complete", "mean": False, "kind": "complete"},
+    "unet-complete": {"checkpoint": "disks-unet-complete", "mean": False, "kind": "complete"},
+    "random-walker": {"partial": False},
+    "random-walker-partial": {"partial": True},
+}
+
+
+def make_method(name: str, checkpoint: str | os.PathLike | ProbSeg | None = None, **kw: Any) -> Method:
+    """A method by its study-design name.
+
+    Args:
+        name: one of :data:`METHODS`.
+        checkpoint: for the probseg methods, a registry name, a ``.pt`` path or a loaded
+            :class:`~probseg.ProbSeg` replacing the default checkpoint; loading is deferred to the
+            first proposal. Not accepted by the random walkers.
+        kw: settings of the random walkers (``beta``, ``confidence``, ``mode``, ``tol``).
+    Raises:
+        ValueError: naming ``method`` for an unknown name, or the argument a method does not take.
+    """
+    if name not in METHODS:
+        raise ValueError(f"method: unknown method {name!r}; allowed: {list(METHODS)}")
+    spec = METHODS[name]
+    if "checkpoint" in spec:
+        if kw:
+            raise ValueError(f"{sorted(kw)[0]}: not a setting of method {name!r}; it takes only checkpoint")
+        source = spec["checkpoint"] if checkpoint is None else checkpoint
+        return ProbSegMethod(source, mean=spec["mean"], name=name, expect_kind=spec["kind"])
+    if checkpoint is not None:
+        raise ValueError(f"checkpoint: method {name!r} has no checkpoint")
+    allowed = {"beta", "confidence", "mode", "tol"}
+    bad = sorted(set(kw) - allowed)
+    if bad:
+        raise ValueError(f"{bad[0]}: not a setting of method {name!r}; its settings: {sorted(allowed)}")
+    return RandomWalkerMethod(partial=spec["partial"], name=name, **kw)
+
+
+def tune_random_walker_beta(
+    images: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    betas: Sequence[float],
+    *,
+    partial: bool = False,
+    n_corrections: int = 3,
+    brush_radius: int | None = None,
+    seed: int = 0,
+) -> tuple[float, dict[float, float]]:
+    """Pick the random walker's beta on TRAINING images (never on evaluation images).
+
+    Each (image, target) runs a session with the clicks start, ``n_corrections`` RITM corrections and
+    the ``first`` policy (one proposal, nothing to choose); its score is the Dice of the last iteration,
+    i.e. the segmentation given the start clicks plus ``n_corrections`` corrections.
+
+    Args:
+        images: float (H, W) each; targets: bool (H, W) each, same length.
+        betas: candidate values (> 0); ties go to the earliest in this order.
+        partial: tune ``random-walker-partial`` instead of ``random-walker``.
+        seed: seeds the session generators (the walker and the RITM rule draw nothing; kept for the
+            session's interface).
+    Returns:
+        ``(best_beta, {beta: mean Dice})``.
+    """
+    from .session import run_session  # session imports this module; deferred to avoid a cycle
+
+    if len(images) != len(targets) or len(images) == 0:
+        raise ValueError(f"images: need a non-empty list matching targets, got {len(images)} and {len(targets)}")
+    if len(betas) == 0:
+        raise ValueError("betas: need at least one value")
+    if n_corrections < 0:
+        raise ValueError(f"n_corrections: must be >= 0, got {n_corrections}")
+    means: dict[float, float] = {}
+    for beta in betas:
+        method = RandomWalkerMethod(beta=beta, partial=partial)
+        dices = []
+        for i, (image, target) in enumerate(zip(images, targets)):
+            steps = run_session(
+                image, target, method, "first", k=1, max_iters=n_corrections + 1,
+                brush_radius=brush_radius, rng=np.random.default_rng([seed, i]),
+            )
+            dices.append(steps[-1]["dice"])
+        means[float(beta)] = float(np.mean(dices))
+    best = max(means, key=lambda b: means[b])  # max keeps the first of equal values
+    return best, means

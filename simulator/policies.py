@@ -1,0 +1,240 @@
+"""How the robot picks one of a method's K candidates.
+
+A policy returns the chosen candidate's index, or -1 to reject them all and keep the current
+segmentation. Oracle policies look at the target; the others do not. Rejection is an oracle
+decision (it compares candidates with the current state against the target), so only oracle
+policies reject, and only when the session's ``allow_reject`` is on; it is applied identically to
+every method, single-proposal ones included.
+
+Candidates: ``masks``, ``segs`` bool (k, H, W) with ``segs ⊆ masks``; ``scores`` float (k,) or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+__all__ = [
+    "POLICIES",
+    "BestOfK",
+    "First",
+    "ModelRanked",
+    "NoisyBestOfK",
+    "Policy",
+    "RandomOfK",
+    "make_policy",
+    "state_score",
+]
+
+REJECT = -1
+
+
+class Policy(Protocol):
+    """What the session calls. ``oracle``: whether the policy reads the target."""
+
+    name: ClassVar[str]
+    oracle: ClassVar[bool]
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int: ...
+
+
+def state_score(mask: np.ndarray, seg: np.ndarray, gt: np.ndarray, error_weight: float) -> float:
+    """``correct - error_weight * wrong`` over the decided pixels of one state (bool (H, W) each).
+
+    Undecided pixels score 0: a partial state is neither rewarded nor punished for what it leaves
+    open. A complete state decides every pixel, so for it this ranks by error count alone.
+    """
+    correct = int((mask & (seg == gt)).sum())
+    wrong = int((mask & (seg != gt)).sum())
+    return correct - error_weight * wrong
+
+
+def _check_candidates(masks: np.ndarray, segs: np.ndarray, scores: np.ndarray | None) -> int:
+    if masks.ndim != 3 or masks.shape != segs.shape or masks.shape[0] < 1:
+        raise ValueError(f"masks: expected (k, H, W) with k >= 1 matching segs, got {masks.shape} and {segs.shape}")
+    if scores is not None and np.shape(scores) != (masks.shape[0],):
+        raise ValueError(f"scores: expected shape ({masks.shape[0]},), got {np.shape(scores)}")
+    return masks.shape[0]
+
+
+@dataclass(frozen=True)
+class BestOfK:
+    """Oracle: the candidate with the highest :func:`state_score` (ties to the lowest index).
+
+    With ``allow_reject`` it returns -1 when no candidate scores strictly above the current state,
+    so a candidate that adds nothing (or adds as much wrong as right, weighted) is not taken.
+    """
+
+    name: ClassVar[str] = "best-of-k"
+    oracle: ClassVar[bool] = True
+    error_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.error_weight) or self.error_weight < 0:
+            raise ValueError(f"error_weight: must be a finite number >= 0, got {self.error_weight!r}")
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int:
+        k = _check_candidates(masks, segs, scores)
+        values = [state_score(masks[i], segs[i], gt, self.error_weight) for i in range(k)]
+        best = int(np.argmax(values))  # argmax: first maximum, i.e. ties to the lowest index
+        if allow_reject and values[best] <= state_score(current_mask, current_seg, gt, self.error_weight):
+            return REJECT
+        return best
+
+
+@dataclass(frozen=True)
+class NoisyBestOfK:
+    """Oracle with slips: :class:`BestOfK` (rejection included) with probability ``1 - epsilon``,
+    else a uniformly random candidate (never a rejection). One uniform draw per call, plus one
+    integer draw on a slip, all from ``rng``.
+    """
+
+    name: ClassVar[str] = "noisy-best-of-k"
+    oracle: ClassVar[bool] = True
+    epsilon: float = 0.1
+    error_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon: must be in [0, 1], got {self.epsilon!r}")
+        BestOfK(self.error_weight)  # validates error_weight
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int:
+        k = _check_candidates(masks, segs, scores)
+        if rng.random() < self.epsilon:
+            return int(rng.integers(k))
+        return BestOfK(self.error_weight).choose(
+            masks, segs, scores, gt=gt, current_mask=current_mask, current_seg=current_seg,
+            allow_reject=allow_reject, rng=rng,
+        )
+
+
+@dataclass(frozen=True)
+class RandomOfK:
+    """A uniformly random candidate (one integer draw from ``rng``); never rejects."""
+
+    name: ClassVar[str] = "random-of-k"
+    oracle: ClassVar[bool] = False
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int:
+        return int(rng.integers(_check_candidates(masks, segs, scores)))
+
+
+@dataclass(frozen=True)
+class First:
+    """Always candidate 0 (for a single-proposal method, simply its proposal); never rejects."""
+
+    name: ClassVar[str] = "first"
+    oracle: ClassVar[bool] = False
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int:
+        _check_candidates(masks, segs, scores)
+        return 0
+
+
+@dataclass(frozen=True)
+class ModelRanked:
+    """No oracle: the candidate the model scores highest (ties to the lowest index); never rejects.
+
+    A single candidate is taken whatever its score. Several candidates without scores (``scores``
+    None or any NaN) raise ``ValueError`` naming ``policy``: silently falling back to the first
+    candidate would report a model-ranking result that no ranking produced.
+    """
+
+    name: ClassVar[str] = "model-ranked"
+    oracle: ClassVar[bool] = False
+
+    def choose(
+        self,
+        masks: np.ndarray,
+        segs: np.ndarray,
+        scores: np.ndarray | None,
+        *,
+        gt: np.ndarray,
+        current_mask: np.ndarray,
+        current_seg: np.ndarray,
+        allow_reject: bool,
+        rng: np.random.Generator,
+    ) -> int:
+        k = _check_candidates(masks, segs, scores)
+        if k == 1:
+            return 0
+        values = None if scores is None else np.asarray(scores, dtype=np.float64)
+        if values is None or np.isnan(values).any():
+            raise ValueError("policy: 'model-ranked' needs a score for every candidate; this method gives none")
+        return int(np.argmax(values))
+
+
+POLICIES: dict[str, type] = {cls.name: cls for cls in (BestOfK, RandomOfK, First, NoisyBestOfK, ModelRanked)}
+
+
+def make_policy(name: str, **settings: Any) -> Policy:
+    """A policy by name with its settings (``error_weight`` for the oracles, ``epsilon`` for noisy).
+
+    Raises ``ValueError`` naming ``policy`` for an unknown name, or the setting a policy does not take.
+    """
+    if name not in POLICIES:
+        raise ValueError(f"policy: unknown policy {name!r}; allowed: {list(POLICIES)}")
+    cls = POLICIES[name]
+    allowed = {f.name for f in fields(cls)}
+    bad = sorted(set(settings) - allowed)
+    if bad:
+        raise ValueError(f"{bad[0]}: not a setting of policy {name!r}; its settings: {sorted(allowed) or 'none'}")
+    return cls(**settings)

@@ -1,0 +1,401 @@
+"""Running many sessions: chunks, Ray, resumable outputs, tables.
+
+A run is one *arm* (a method, a policy, K, a start and protocol settings) over a dataset's sessions.
+Sessions are grouped into chunks; each chunk runs as a Ray task (or in-process with ``workers=0``)
+and its results are written atomically to ``OUT/chunks/`` as soon as it finishes, so an interrupted
+run loses nothing: running the same command on the same ``--out`` skips finished chunks. Each
+session draws only from generators spawned from ``(seed, session index)``, so the tables are the same
+whatever the number of workers or the chunking.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .datasets import SessionDataset, make_dataset, session_rng
+from .methods import METHODS, Method, make_method
+from .metrics import EffortModel, session_metrics
+from .policies import POLICIES, make_policy
+from .session import STEP_KEYS, SessionConfig, run_session
+
+__all__ = ["RunSettings", "run", "run_chunk", "summarize", "RESULTS_DIR"]
+
+RESULTS_DIR = Path("results") / "runs"
+# Columns that measure time: they differ between runs and are left out of determinism checks.
+TIMING_COLUMNS = ("model_seconds", "total_seconds", "session_seconds")
+
+
+@dataclass
+class RunSettings:
+    """Everything that defines an arm's results (recorded in ``config.json``).
+
+    Execution settings (workers, Ray address, output folder, progress bar) are not part of it: they
+    never change the tables.
+    """
+
+    dataset: str = "disks"
+    n_sessions: int | None = None
+    method: str = "probseg"
+    checkpoint: str | None = None
+    policy: str = "best-of-k"
+    k: int = 8
+    seed: int = 0
+    start: str = "clicks"
+    max_iters: int = 20
+    corrections_per_iter: int = 1
+    correction_rule: str = "ritm"
+    brush_radius: int | None = None
+    pending_as_errors: bool = False
+    allow_reject: bool = True
+    error_weight: float = 2.0
+    epsilon: float = 0.1
+    rw_beta: float | None = None
+    c_click: float = EffortModel().c_click
+    c_inspect: float = EffortModel().c_inspect
+    b_choose: float = EffortModel().b_choose
+    chunk_size: int = 20
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the setting at fault."""
+        if self.method not in METHODS:
+            raise ValueError(f"method: unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy: unknown policy {self.policy!r}; allowed: {', '.join(POLICIES)}")
+        if self.n_sessions is not None and self.n_sessions < 1:
+            raise ValueError(f"n_sessions: must be >= 1, got {self.n_sessions}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {self.seed}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size: must be >= 1, got {self.chunk_size}")
+        if self.checkpoint is not None and self.method.startswith("random-walker"):
+            raise ValueError(f"checkpoint: method {self.method!r} has no checkpoint")
+        if self.rw_beta is not None and not self.method.startswith("random-walker"):
+            raise ValueError(f"rw_beta: only the random-walker methods take it, not {self.method!r}")
+        self.session_config()  # validates k, start, max_iters, corrections, rule, brush radius
+        self.effort_model()
+        make_dataset(self.dataset, self.n_sessions)
+        self.make_policy()
+
+    def session_config(self) -> SessionConfig:
+        return SessionConfig(
+            k=self.k, start=self.start, max_iters=self.max_iters, corrections_per_iter=self.corrections_per_iter,
+            correction_rule=self.correction_rule, brush_radius=self.brush_radius,
+            pending_as_errors=self.pending_as_errors, allow_reject=self.allow_reject,
+        )
+
+    def effort_model(self) -> EffortModel:
+        return EffortModel(c_click=self.c_click, c_inspect=self.c_inspect, b_choose=self.b_choose)
+
+    def make_policy(self) -> Any:
+        kw: dict[str, Any] = {}
+        if self.policy in ("best-of-k", "noisy-best-of-k"):
+            kw["error_weight"] = self.error_weight
+        if self.policy == "noisy-best-of-k":
+            kw["epsilon"] = self.epsilon
+        return make_policy(self.policy, **kw)
+
+    def make_method(self) -> Method:
+        kw: dict[str, Any] = {}
+        if self.method.startswith("random-walker"):
+            from .baselines import tuned_beta
+
+            kw["beta"] = self.rw_beta if self.rw_beta is not None else tuned_beta(self.method)
+            return make_method(self.method, **kw)
+        return make_method(self.method, checkpoint=self.checkpoint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSettings":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a run setting; allowed: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+def run_chunk(
+    settings: dict[str, Any], method: Method, indices: list[int], crash_marker: str | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the sessions ``indices``; return ``(step rows, session rows)``.
+
+    Runs in a Ray worker or in-process. ``crash_marker`` is a test hook: when given and the file does
+    not exist, the worker creates it and dies, so tests can check that a lost chunk is retried.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    if crash_marker is not None and not os.path.exists(crash_marker):
+        Path(crash_marker).touch()
+        os._exit(1)
+    rs = RunSettings.from_dict(settings)
+    cfg = rs.session_config()
+    dataset = make_dataset(rs.dataset, rs.n_sessions)
+    policy = rs.make_policy()
+    effort = rs.effort_model()
+    step_rows: list[dict[str, Any]] = []
+    session_rows: list[dict[str, Any]] = []
+    for index in indices:
+        case = dataset.case(index, rs.seed)
+        t0 = time.perf_counter()
+        steps = run_session(
+            case.image, case.target, method, policy, k=cfg.k, start=cfg.start, max_iters=cfg.max_iters,
+            corrections_per_iter=cfg.corrections_per_iter, correction_rule=cfg.correction_rule,
+            brush_radius=cfg.brush_radius, pending_as_errors=cfg.pending_as_errors,
+            allow_reject=cfg.allow_reject,
+            human_scribbles=case.human_scribbles if cfg.start == "human" else None,
+            rng=session_rng(rs.seed, index),
+        )
+        ident = {
+            "session": index, "image": case.image_id, "target": case.target_id, "start": cfg.start,
+            "seed": rs.seed, "method": rs.method, "policy": rs.policy, "k": cfg.k,
+        }
+        for s in steps:
+            step_rows.append({**ident, **s})
+        m = session_metrics(steps, corrections_per_iter=cfg.corrections_per_iter, max_iters=cfg.max_iters,
+                            effort_model=effort)
+        session_rows.append({**ident, **m, "session_seconds": time.perf_counter() - t0})
+    return step_rows, session_rows
+
+
+def _chunks(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import scipy
+    import skimage
+    import torch
+
+    import probseg
+
+    return {
+        "python": platform.python_version(), "probseg": probseg.__version__, "torch": torch.__version__,
+        "numpy": np.__version__, "scipy": scipy.__version__, "scikit-image": skimage.__version__,
+        "pandas": pd.__version__, "ray": ray.__version__,
+    }
+
+
+def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
+    """Create ``out`` and its config, or check that an existing run there has the same settings."""
+    try:
+        (out / "chunks").mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"out: cannot write to {out}: {exc.strerror or exc}") from None
+    cfg_path = out / "config.json"
+    identity = settings.to_dict()
+    model_meta = getattr(getattr(method, "model", None), "meta", {}) if hasattr(method, "model") else {}
+    if cfg_path.exists():
+        try:
+            old = json.loads(cfg_path.read_text())["settings"]
+        except (ValueError, KeyError, OSError):
+            raise ValueError(f"out: {cfg_path} is unreadable; choose another --out") from None
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if diff:
+            raise ValueError(f"out: {out} holds a run with another configuration (differs in: {', '.join(diff)})")
+        return
+    config = {
+        "settings": identity,
+        "session": settings.session_config().to_dict(),
+        "effort": asdict(settings.effort_model()),
+        "method": {
+            "name": method.name, "kind": method.kind, "multi": method.multi,
+            "checkpoint": model_meta.get("path", ""), "rw_beta": getattr(method, "beta", None),
+        },
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "host": socket.gethostname(),
+    }
+    _write_text_atomic(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n", cfg_path)
+
+
+def _probe_address(address: str, timeout: float = 10.0) -> None:
+    """Fail fast (within ``timeout`` s) when a Ray address cannot be reached."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address: expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ValueError(f"address: cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
+def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[str, Any]:
+    """The arm's summary: the mean of each metric, NoF, session count and throughput.
+
+    ``nof_85``/``nof_90`` count sessions that never reached that Dice (the field's number of
+    failures). ``sessions_per_second`` is measured over the sessions this invocation ran, from the
+    first chunk submitted to the last result, so Ray start-up is excluded.
+    """
+    metric_cols = [c for c in sessions.columns if c not in ("session", "image", "target", "start", "seed", "method", "policy", "k")]
+    out: dict[str, Any] = {}
+    first = sessions.iloc[0]
+    for key in ("method", "policy", "k", "start", "seed"):
+        out[key] = first[key].item() if hasattr(first[key], "item") else first[key]
+    for c in metric_cols:
+        col = sessions[c]
+        out[c] = float(col.astype(float).mean())
+    out["nof_85"] = int((~sessions["reached_85"].astype(bool)).sum())
+    out["nof_90"] = int((~sessions["reached_90"].astype(bool)).sum())
+    out["n_sessions"] = int(len(sessions))
+    out["wall_seconds"] = float(wall_seconds)
+    out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else float("nan")
+    return out
+
+
+def run(
+    settings: RunSettings,
+    out: str | os.PathLike | None = None,
+    workers: int = 2,
+    address: str | None = None,
+    progress: bool = True,
+    _crash_marker: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Run an arm; write ``steps.parquet``, ``sessions.parquet``, ``summary.json`` and ``config.json``.
+
+    Args:
+        settings: the arm.
+        out: output folder (default: a fresh folder under ``results/runs/``). Rerunning into a folder
+            that holds the same run resumes it; one holding another configuration is refused.
+        workers: parallel Ray workers of the local instance; 0 runs in-process without Ray.
+        address: an existing Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) instead of a
+            local instance.
+        progress: show a progress bar.
+    Returns:
+        ``(steps, sessions, summary)``: the step and session DataFrames and the summary dict.
+    Raises:
+        ValueError: naming the setting at fault (also for an unreachable ``address``).
+    """
+    settings.validate()
+    if workers < 0:
+        raise ValueError(f"workers: must be >= 0, got {workers}")
+    if address is not None:
+        _probe_address(address)
+    method = settings.make_method()
+    _ = method.kind  # loads a checkpoint now, so a missing or corrupt one fails before any work
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = RESULTS_DIR / f"{stamp}-{settings.method}-{settings.policy}-k{settings.k}"
+    out = Path(out)
+    _prepare_out(out, settings, method)
+    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions)
+    chunks = _chunks(len(dataset), settings.chunk_size)
+    paths = [(out / "chunks" / f"steps-{j:05d}.parquet", out / "chunks" / f"sessions-{j:05d}.parquet") for j in range(len(chunks))]
+    todo = [j for j, (sp, ss) in enumerate(paths) if not (sp.exists() and ss.exists())]
+    sdict = settings.to_dict()
+    n_run = sum(len(chunks[j]) for j in todo)
+    bar = tqdm(total=len(dataset), initial=len(dataset) - n_run, desc=f"{settings.method}/{settings.policy}",
+               unit="session", disable=not progress)
+
+    def save(j: int, result: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        steps, sessions = result
+        _write_atomic(pd.DataFrame(steps), paths[j][0])
+        _write_atomic(pd.DataFrame(sessions), paths[j][1])
+        bar.update(len(chunks[j]))
+
+    t0 = time.perf_counter()
+    if todo and (workers == 0 and address is None):
+        for j in todo:
+            save(j, run_chunk(sdict, method, chunks[j], None))
+        wall = time.perf_counter() - t0
+    elif todo:
+        wall = _run_ray(sdict, method, chunks, todo, workers, address, save, _crash_marker)
+    else:
+        wall = 0.0
+    bar.close()
+    steps_df = pd.concat([pd.read_parquet(p[0]) for p in paths], ignore_index=True)
+    sessions_df = pd.concat([pd.read_parquet(p[1]) for p in paths], ignore_index=True)
+    summary = summarize(sessions_df, wall, n_run)
+    _write_atomic(steps_df, out / "steps.parquet")
+    _write_atomic(sessions_df, out / "sessions.parquet")
+    _write_text_atomic(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")
+    summary["out"] = str(out)
+    return steps_df, sessions_df, summary
+
+
+def _run_ray(
+    sdict: dict[str, Any],
+    method: Method,
+    chunks: list[list[int]],
+    todo: list[int],
+    workers: int,
+    address: str | None,
+    save: Any,
+    crash_marker: str | None,
+) -> float:
+    """Run chunks ``todo`` as Ray tasks; return the seconds from first submission to last result."""
+    import logging
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(run_chunk)
+        method_ref = ray.put(method)  # the model travels to the workers once
+        t0 = time.perf_counter()
+        pending = {remote.remote(sdict, method_ref, chunks[j], crash_marker): j for j in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                save(pending.pop(ref), ray.get(ref))
+        return time.perf_counter() - t0
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,304 @@
+"""One robot-annotator session: a method proposes, a policy chooses, the robot corrects.
+
+State: the current segmentation ``(mask, seg)`` (bool (H, W), ``seg ⊆ mask``; undecided pixels count
+as background) and the annotator's own input (start plus every correction, bool (H, W) each).
+
+What a method is fed depends on its kind, so that partial and complete methods are compared fairly:
+
+* a ``partial`` method gets the accepted state -- the chosen proposal with the corrections since
+  applied -- and builds on it, as in the paper's loop (accepted pixels stay decided);
+* a ``complete`` method gets only the annotator's input and re-predicts every pixel from it each
+  iteration, as in RITM: its previous prediction never locks a pixel.
+
+Each iteration: propose K candidates (K = 1 for single-proposal methods); the policy picks one (or
+rejects all, keeping the current segmentation); the step is recorded (its Dice is the chosen
+segmentation's, given the clicks so far -- before this iteration's correction, RITM's convention);
+then the robot corrects. With decided errors (FN = mask & ~seg & GT, FP = seg & ~GT) it makes up to
+``corrections_per_iter`` clicks with the correction rule, recomputed after each; without errors it
+makes none -- unless the chosen proposal decided nothing new (a stall) or every candidate was
+rejected, when the rule runs over errors and pending pixels together (pending target pixels as FN,
+pending background as FP), so every session progresses. A click decides the brush pixels that share
+the clicked pixel's GT label and overrides the state there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from .corrections import (
+    CORRECTION_RULES,
+    START_KINDS,
+    StartInput,
+    apply_click,
+    click_start,
+    error_regions,
+    human_start,
+    next_click,
+    resolve_brush_radius,
+    scribble_start,
+)
+from .methods import Method, make_method
+from .metrics import dice, hd95, iou
+from .policies import Policy, make_policy
+
+__all__ = ["SessionConfig", "run_session", "STEP_KEYS"]
+
+# The keys of every step record, in order.
+STEP_KEYS = (
+    "iteration",
+    "dice",
+    "iou",
+    "hd95",
+    "coverage",
+    "n_fn",
+    "n_fp",
+    "n_pending",
+    "click_made",
+    "n_clicks",
+    "click_reason",
+    "clicks",
+    "clicks_so_far",
+    "candidate_scores",
+    "candidate_dice",
+    "chosen",
+    "diversity",
+    "model_seconds",
+    "total_seconds",
+)
+TIMING_KEYS = ("model_seconds", "total_seconds")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """A session's protocol settings (see :func:`run_session`); validated on construction."""
+
+    k: int = 8
+    start: str = "clicks"
+    max_iters: int = 20
+    corrections_per_iter: int = 1
+    correction_rule: str = "ritm"
+    brush_radius: int | None = None
+    pending_as_errors: bool = False
+    allow_reject: bool = True
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.k) or self.k < 1:
+            raise ValueError(f"k: must be an integer >= 1, got {self.k!r}")
+        if self.start not in START_KINDS:
+            raise ValueError(f"start: unknown start {self.start!r}; allowed: {list(START_KINDS)}")
+        if not _is_int(self.max_iters) or self.max_iters < 1:
+            raise ValueError(f"max_iters: must be an integer >= 1, got {self.max_iters!r}")
+        if not _is_int(self.corrections_per_iter) or self.corrections_per_iter < 1:
+            raise ValueError(f"corrections_per_iter: must be an integer >= 1, got {self.corrections_per_iter!r}")
+        if self.correction_rule not in CORRECTION_RULES:
+            raise ValueError(
+                f"correction_rule: unknown rule {self.correction_rule!r}; allowed: {list(CORRECTION_RULES)}"
+            )
+        resolve_brush_radius(self.brush_radius, (64, 64))  # validates the value only
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_image_target(image: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"image: expected a non-empty 2-D array (H, W), got shape {image.shape}")
+    if image.dtype == bool or not np.issubdtype(image.dtype, np.number) or not np.all(np.isfinite(image)):
+        raise ValueError("image: expected finite real values")
+    target = np.asarray(target)
+    if target.dtype != bool:
+        raise ValueError(f"target: expected a bool array, got dtype {target.dtype}")
+    if target.shape != image.shape:
+        raise ValueError(f"target: shape {target.shape} differs from image shape {image.shape}")
+    return image.astype(np.float32), target
+
+
+def _check_proposals(
+    method: Method, masks: np.ndarray, segs: np.ndarray, scores: np.ndarray | None, k: int,
+    mask: np.ndarray, seg: np.ndarray,
+) -> None:
+    # A method that breaks its contract would silently corrupt the comparison; fail loudly instead.
+    shape = (k, *mask.shape)
+    if masks.shape != shape or segs.shape != shape or masks.dtype != bool or segs.dtype != bool:
+        raise ValueError(f"method: {method.name!r} must return bool {shape} arrays, got {masks.shape} and {segs.shape}")
+    if scores is not None and np.shape(scores) != (k,):
+        raise ValueError(f"method: {method.name!r} returned scores of shape {np.shape(scores)}, expected ({k},)")
+    if not masks[:, mask].all() or (segs[:, mask] != seg[mask]).any() or (segs & ~masks).any():
+        raise ValueError(f"method: {method.name!r} broke masks ⊇ mask, segs == seg on mask or segs ⊆ masks")
+    if method.kind == "complete" and not masks.all():
+        raise ValueError(f"method: {method.name!r} is complete but left pixels undecided")
+
+
+def _diversity(segs: np.ndarray) -> float:
+    """Mean pairwise Dice distance (1 - Dice) of the candidates' foregrounds; 0 for one candidate."""
+    pairs = list(combinations(range(len(segs)), 2))
+    if not pairs:
+        return 0.0
+    return float(np.mean([1.0 - dice(segs[i], segs[j]) for i, j in pairs]))
+
+
+def _start(cfg: SessionConfig, target: np.ndarray, radius: int, human_scribbles: Any, rng: np.random.Generator) -> StartInput:
+    if cfg.start != "human" and human_scribbles is not None:
+        raise ValueError(f"human_scribbles: only used with start='human', got start={cfg.start!r}")
+    if cfg.start == "clicks":
+        return click_start(target, radius)
+    if cfg.start == "scribbles":
+        return scribble_start(target, rng, radius)
+    return human_start(target, human_scribbles)
+
+
+def run_session(
+    image: np.ndarray,
+    target: np.ndarray,
+    method: Method | str,
+    policy: Policy | str,
+    *,
+    k: int = 8,
+    start: str = "clicks",
+    max_iters: int = 20,
+    corrections_per_iter: int = 1,
+    correction_rule: str = "ritm",
+    brush_radius: int | None = None,
+    pending_as_errors: bool = False,
+    allow_reject: bool = True,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None = None,
+    rng: np.random.Generator,
+) -> list[dict[str, Any]]:
+    """Run one session and return its step records, one per iteration (1..max_iters).
+
+    Args:
+        image: float (H, W), any finite values.
+        target: bool (H, W), the object the robot wants.
+        method: a :class:`~simulator.methods.Method` or a :func:`~simulator.methods.make_method` name.
+        policy: a policy or a :func:`~simulator.policies.make_policy` name.
+        k: candidates asked of a multi-proposal method (single-proposal methods are asked for 1).
+        start: ``clicks`` (a positive click at the target's deepest point, a negative at the
+            background's), ``scribbles`` (one simulated stroke in each) or ``human`` (``human_scribbles``
+            as drawn). NoC counts 1 per click and per 8-connected stroke.
+        max_iters: iterations; all are always run (a finished session records its final state again).
+        corrections_per_iter: most correction clicks per iteration.
+        correction_rule: ``ritm`` or ``random-error`` (see :func:`~simulator.corrections.next_click`).
+        brush_radius: click/stroke brush radius; None = max(1, round(H / 64)).
+        pending_as_errors: count pending target pixels as errors (FN) every iteration (an ablation).
+        allow_reject: let oracle policies reject every candidate (non-oracle policies never reject).
+        human_scribbles: ``(pos, neg)`` bool (H, W) each; required by, and only allowed with,
+            ``start='human'``.
+        rng: the session's only source of randomness. Four independent streams are derived from it
+            (start strokes, method samples, policy draws, random-error clicks), so changing the policy
+            or the click rule does not change the candidates a method draws at the first iteration.
+    Returns:
+        One dict per iteration with the keys :data:`STEP_KEYS`: ``dice``, ``iou``, ``hd95`` of the
+        chosen (or, on rejection, kept) segmentation given the clicks so far, before this iteration's
+        corrections; ``coverage`` (decided fraction); ``n_fn``, ``n_fp`` (decided errors);
+        ``n_pending``; ``click_made``, ``n_clicks`` (corrections made after recording); ``clicks``: those
+        corrections as ``[row, col, positive (0/1)]``, in order;
+        ``click_reason``, why the robot clicked: ``error`` (the segmentation had errors -- decided
+        ones, plus pending target pixels under ``pending_as_errors``; after a stall or a rejection
+        the click may still land on a pending pixel, as the rule then runs over both), ``stall`` (no
+        error, but the chosen proposal decided nothing new, so it clicked a pending pixel),
+        ``reject`` (no error, every candidate rejected: likewise) or ``""`` (no click);
+        ``clicks_so_far`` (start inputs plus corrections of earlier iterations); ``candidate_scores``
+        (NaN where the method has none); ``candidate_dice``; ``chosen`` (-1 = rejected);
+        ``diversity`` (mean pairwise Dice distance of the candidates, 0 for K = 1);
+        ``model_seconds`` (time in ``method.propose``); ``total_seconds`` (the whole iteration).
+        There is no iteration-0 row: before the first proposal no method has acted, and iteration i's
+        Dice already reflects exactly the start plus i - 1 rounds of corrections.
+    Raises:
+        ValueError: naming the argument at fault.
+    """
+    cfg = SessionConfig(
+        k=k, start=start, max_iters=max_iters, corrections_per_iter=corrections_per_iter,
+        correction_rule=correction_rule, brush_radius=brush_radius,
+        pending_as_errors=bool(pending_as_errors), allow_reject=bool(allow_reject),
+    )
+    image, target = _check_image_target(image, target)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
+    method = make_method(method) if isinstance(method, str) else method
+    policy = make_policy(policy) if isinstance(policy, str) else policy
+    radius = resolve_brush_radius(cfg.brush_radius, target.shape)
+    start_rng, method_rng, policy_rng, click_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(rng.integers(0, 2**32, size=4)).spawn(4)
+    )
+
+    begin = _start(cfg, target, radius, human_scribbles, start_rng)
+    input_mask, input_seg = begin.mask.copy(), begin.seg.copy()  # the annotator's own input
+    cur_mask, cur_seg = begin.mask.copy(), begin.seg.copy()  # on screen; for a partial method, the accepted state
+    clicked = begin.clicked.copy()
+    clicks_so_far = begin.n_inputs
+    partial = method.kind == "partial"
+    n_ask = cfg.k if method.multi else 1
+    steps: list[dict[str, Any]] = []
+
+    for iteration in range(1, cfg.max_iters + 1):
+        t_iter = time.perf_counter()
+        feed_mask, feed_seg = (cur_mask, cur_seg) if partial else (input_mask, input_seg)
+        t_model = time.perf_counter()
+        # Copies: a method must not be able to edit the session's state through its arguments.
+        masks, segs, scores = method.propose(image, feed_mask.copy(), feed_seg.copy(), n_ask, method_rng)
+        model_seconds = time.perf_counter() - t_model
+        _check_proposals(method, masks, segs, scores, n_ask, feed_mask, feed_seg)
+
+        chosen = int(policy.choose(
+            masks, segs, scores, gt=target, current_mask=cur_mask, current_seg=cur_seg,
+            allow_reject=cfg.allow_reject, rng=policy_rng,
+        ))
+        if not -1 <= chosen < n_ask:
+            raise ValueError(f"policy: returned index {chosen} for {n_ask} candidates")
+        if chosen >= 0:
+            progressed = bool((masks[chosen] & ~feed_mask).any())
+            cur_mask, cur_seg = masks[chosen].copy(), segs[chosen].copy()
+        else:
+            progressed = False
+
+        fn, fp = error_regions(target, cur_mask, cur_seg)
+        record: dict[str, Any] = {
+            "iteration": iteration,
+            "dice": dice(cur_seg, target),
+            "iou": iou(cur_seg, target),
+            "hd95": hd95(cur_seg, target),
+            "coverage": float(cur_mask.mean()),
+            "n_fn": int(fn.sum()),
+            "n_fp": int(fp.sum()),
+            "n_pending": int((~cur_mask).sum()),
+            "clicks_so_far": clicks_so_far,
+            "candidate_scores": [float("nan")] * n_ask if scores is None else [float(s) for s in scores],
+            "candidate_dice": [dice(s, target) for s in segs],
+            "chosen": chosen,
+            "diversity": _diversity(segs),
+        }
+
+        # Pending pixels join the error regions only when the proposal brought nothing new, so a
+        # cautious method is not charged for pixels it has not decided yet unless it is stuck.
+        fallback = not progressed
+        fn, fp = error_regions(target, cur_mask, cur_seg, pending_fn=cfg.pending_as_errors)
+        had_errors = bool(((fn | fp) & ~clicked).any())
+        made: list[list[int]] = []
+        for _ in range(cfg.corrections_per_iter):
+            fn, fp = error_regions(
+                target, cur_mask, cur_seg, pending_fn=fallback or cfg.pending_as_errors, pending_fp=fallback
+            )
+            click = next_click(target, fn, fp, clicked, cfg.correction_rule, click_rng)
+            if click is None:
+                break
+            cur_mask, cur_seg = apply_click(target, cur_mask, cur_seg, click, radius)
+            input_mask, input_seg = apply_click(target, input_mask, input_seg, click, radius)
+            clicked[click.row, click.col] = True
+            made.append([click.row, click.col, int(click.positive)])
+        n_clicks = len(made)
+        clicks_so_far += n_clicks
+        reason = "" if n_clicks == 0 else "error" if had_errors else "reject" if chosen < 0 else "stall"
+        record.update(click_made=n_clicks > 0, n_clicks=n_clicks, click_reason=reason, clicks=made,
+                      model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
+        steps.append({key: record[key] for key in STEP_KEYS})
+    return steps
