@@ -80,9 +80,9 @@ class ModelConfig:
 
 CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(name="paper", arch="paper", latent_dim=1),
-    "wide": ModelConfig(name="wide", arch="wide", latent_dim=2, width=16),
+    "wide": ModelConfig(name="wide", arch="wide", latent_dim=2, width=16, beta1=1e-2),
     "paper-complete": ModelConfig(name="paper-complete", arch="paper", latent_dim=1, mode="complete"),
-    "wide-complete": ModelConfig(name="wide-complete", arch="wide", latent_dim=2, width=16, mode="complete"),
+    "wide-complete": ModelConfig(name="wide-complete", arch="wide", latent_dim=2, width=16, beta1=1e-2, mode="complete"),
     "unet-complete": ModelConfig(name="unet-complete", arch="wide", latent_dim=0, width=16, mode="complete"),
 }
 

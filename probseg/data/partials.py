@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 INPUT_KINDS = ("shape", "clicks", "strokes", "accepted", "empty")
-REGION_KINDS = ("shape", "object")
+REGION_KINDS = ("shape", "object", "grow")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class PairSpec:
     Attributes:
         input_weights: probabilities of the input kinds ``shape`` (paper), ``clicks``, ``strokes``,
             ``accepted`` (clicks plus earlier accepted expansions) and ``empty``.
-        region_weights: probabilities of the added-region kinds ``shape`` (paper) and ``object``.
+        region_weights: probabilities of the added-region kinds ``shape`` (paper: a random shape),
+            ``object`` (one undecided object) and ``grow`` (every object the input has started on,
+            finished, plus one more object half the time).
         input_area: (min, max) fraction of the image a ``shape`` input covers.
         region_area: (min, max) fraction of the image an added ``shape`` region covers.
         object_margin: (min, max) pixels an added object is grown by, so it brings its border's
@@ -59,7 +61,7 @@ class PairSpec:
     input_weights: dict[str, float] = field(
         default_factory=lambda: {"shape": 0.3, "clicks": 0.25, "strokes": 0.15, "accepted": 0.25, "empty": 0.05}
     )
-    region_weights: dict[str, float] = field(default_factory=lambda: {"shape": 0.35, "object": 0.65})
+    region_weights: dict[str, float] = field(default_factory=lambda: {"shape": 0.3, "object": 0.35, "grow": 0.35})
     input_area: tuple[float, float] = (0.02, 0.35)
     region_area: tuple[float, float] = (0.04, 0.16)
     object_margin: tuple[int, int] = (2, 2)
@@ -205,17 +207,35 @@ def _added_region(
 ) -> np.ndarray:
     kind = _pick(rng, spec.region_weights)
     max_px = int(spec.region_area[1] * gt.size)
-    if kind == "object" and len(objects) > 0:
-        # Objects not yet fully decided are the useful next steps.
-        todo = [i for i in range(len(objects)) if (objects[i] & ~x_m).any()]
+    # Objects not yet fully decided are the useful next steps.
+    todo = [i for i in range(len(objects)) if (objects[i] & ~x_m).any()]
+    region = np.zeros_like(gt)
+    if kind == "grow":
+        # Finishing what the input started is the predictable part of a next step: an object the
+        # annotator has touched is one they are working on.
+        for i in todo:
+            if (objects[i] & x_m).any():
+                region |= crop_near_seed(rng, objects[i] & ~x_m, max_px)
+        if region.any() and rng.random() < 0.5:
+            region = _dilate(region, spec, rng)
+            kind = "object"  # and one more object
+        elif region.any():
+            return _dilate(region, spec, rng)
+        else:
+            kind = "object"
+    if kind == "object" and todo:
         in_target = [i for i in todo if (objects[i] & gt).any()]
         if in_target and rng.random() < spec.target_object_bias:
             todo = in_target
-        if todo:
-            obj = crop_near_seed(rng, objects[todo[int(rng.integers(len(todo)))]] & ~x_m, max_px)
-            margin = int(rng.integers(spec.object_margin[0], spec.object_margin[1] + 1))
-            return ndimage.binary_dilation(obj, iterations=margin) if margin > 0 else obj
-    return random_shape_with_area(rng, gt.shape, *spec.region_area)
+        obj = crop_near_seed(rng, objects[todo[int(rng.integers(len(todo)))]] & ~x_m, max_px)
+        return region | _dilate(obj, spec, rng)
+    return region | random_shape_with_area(rng, gt.shape, *spec.region_area)
+
+
+def _dilate(region: np.ndarray, spec: PairSpec, rng: np.random.Generator) -> np.ndarray:
+    """Grow ``region`` by a margin drawn from ``spec.object_margin``, so it brings its border along."""
+    margin = int(rng.integers(spec.object_margin[0], spec.object_margin[1] + 1))
+    return ndimage.binary_dilation(region, iterations=margin) if margin > 0 else region
 
 
 def _input(

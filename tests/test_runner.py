@@ -1,0 +1,178 @@
+"""The runner: tables, determinism across worker counts, resume, lost chunks, refused outputs, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.cli import main as simulate_main
+from simulator.runner import TIMING_COLUMNS, RunSettings, run
+
+SESSION_COLUMNS = [
+    "noc_80", "noc_85", "noc_90", "reached_80", "reached_85", "reached_90", "noi_80", "noi_85", "noi_90",
+    "dice_at_clicks_3", "dice_at_clicks_5", "dice_at_clicks_10", "dice_at_iter_1", "dice_at_iter_5",
+    "dice_at_iter_10", "dice_at_iter_20", "dice_auc", "final_dice", "final_hd95", "effort_s",
+    "image", "target", "start", "seed",
+]
+
+
+def _settings(ckpt, **kw) -> RunSettings:
+    base = dict(method="probseg", checkpoint=str(ckpt), policy="best-of-k", k=4, n_sessions=6, max_iters=3,
+                chunk_size=2, seed=3)
+    base.update(kw)
+    return RunSettings(**base)
+
+
+def _drop_timing(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=[c for c in TIMING_COLUMNS if c in df.columns])
+
+
+def test_run_writes_tables_and_summary(tiny_checkpoint, tmp_path):
+    steps, sessions, summary = run(_settings(tiny_checkpoint), out=tmp_path / "r", workers=0, progress=False)
+    out = tmp_path / "r"
+    for name in ("steps.parquet", "sessions.parquet", "summary.json", "config.json"):
+        assert (out / name).is_file()
+    assert len(sessions) == 6 and sorted(sessions["session"]) == list(range(6))
+    assert len(steps) == 6 * 3
+    for col in SESSION_COLUMNS:
+        assert col in sessions.columns, col
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["n_sessions"] == 6 and "sessions_per_second" in on_disk and "wall_seconds" in on_disk
+    assert on_disk["noc_90"] == pytest.approx(sessions["noc_90"].mean())
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["k"] == 4 and "versions" in config and "git_commit" in config
+    pd.testing.assert_frame_equal(_drop_timing(pd.read_parquet(out / "sessions.parquet")), _drop_timing(sessions))
+
+
+def test_same_tables_for_0_1_2_workers(tiny_checkpoint, tmp_path):
+    tables = []
+    for workers in (0, 1, 2):
+        _, sessions, _ = run(_settings(tiny_checkpoint), out=tmp_path / f"w{workers}", workers=workers, progress=False)
+        tables.append(_drop_timing(sessions).sort_values("session").reset_index(drop=True))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])
+
+
+def test_other_seed_changes_targets(tiny_checkpoint, tmp_path):
+    _, a, _ = run(_settings(tiny_checkpoint, n_sessions=12, chunk_size=12), out=tmp_path / "a", workers=0, progress=False)
+    _, b, _ = run(_settings(tiny_checkpoint, n_sessions=12, chunk_size=12, seed=4), out=tmp_path / "b", workers=0,
+                  progress=False)
+    assert list(a["image"]) == list(b["image"])  # the held-out images are fixed
+    assert list(a["target"]) != list(b["target"])  # the seed draws the targets
+
+
+def test_resume_skips_finished_chunks_and_ends_with_same_tables(tiny_checkpoint, tmp_path):
+    out = tmp_path / "r"
+    _, first, _ = run(_settings(tiny_checkpoint), out=out, workers=0, progress=False)
+    chunk_files = sorted((out / "chunks").glob("sessions-*.parquet"))
+    assert len(chunk_files) == 3
+    kept = chunk_files[0].stat().st_mtime_ns
+    chunk_files[1].unlink()  # as if the run died before this chunk was saved
+    time.sleep(0.01)
+    _, second, summary = run(_settings(tiny_checkpoint), out=out, workers=0, progress=False)
+    assert chunk_files[0].stat().st_mtime_ns == kept  # finished chunks are not rerun
+    assert summary["n_sessions"] == 6
+    pd.testing.assert_frame_equal(_drop_timing(first), _drop_timing(second))
+
+
+def test_out_with_other_configuration_is_refused(tiny_checkpoint, tmp_path):
+    out = tmp_path / "r"
+    run(_settings(tiny_checkpoint), out=out, workers=0, progress=False)
+    with pytest.raises(ValueError, match="out: .*another configuration.*k"):
+        run(_settings(tiny_checkpoint, k=2), out=out, workers=0, progress=False)
+
+
+def test_worker_death_is_retried_and_no_session_lost_or_doubled(tiny_checkpoint, tmp_path):
+    marker = tmp_path / "crashed-once"
+    _, sessions, _ = run(_settings(tiny_checkpoint), out=tmp_path / "r", workers=1, progress=False,
+                         _crash_marker=str(marker))
+    assert marker.exists()  # a worker did die
+    assert sorted(sessions["session"]) == list(range(6))
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"policy": "best-of-all"}, "policy"),
+        ({"method": "magic"}, "method"),
+        ({"correction_rule": "nearest"}, "correction_rule"),
+        ({"dataset": "imagenet"}, "dataset"),
+        ({"k": 0}, "k"),
+        ({"start": "boxes"}, "start"),
+        ({"n_sessions": 0}, "n_sessions"),
+    ],
+)
+def test_bad_settings_raise_naming_the_setting(tiny_checkpoint, kw, field):
+    with pytest.raises(ValueError, match=field):
+        _settings(tiny_checkpoint, **kw).validate()
+
+
+def _one_line_exit_2(argv, capsys):
+    code = simulate_main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("probseg-simulate: error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["--policy", "best"], "policy"),
+        (["--method", "sam"], "method"),
+        (["--correction-rule", "x"], "correction_rule"),
+        (["--dataset", "x"], "dataset"),
+        (["--k", "0"], "k"),
+        (["--checkpoint", "/no/such/file.pt"], "checkpoint"),
+        (["--k", "two"], "--k"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(argv, word, capsys, tmp_path):
+    line = _one_line_exit_2(argv + ["--out", str(tmp_path / "o"), "--n-sessions", "2"], capsys)
+    assert word in line
+
+
+def test_cli_corrupt_checkpoint_and_unwritable_out(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert "checkpoint" in _one_line_exit_2(["--checkpoint", str(bad), "--out", str(tmp_path / "o")], capsys)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = _one_line_exit_2(["--checkpoint", str(tiny_checkpoint), "--out", str(blocker / "sub")], capsys)
+    assert "out" in line
+
+
+def test_cli_unreachable_address_fails_fast(tiny_checkpoint, tmp_path, capsys):
+    t0 = time.perf_counter()
+    line = _one_line_exit_2(["--checkpoint", str(tiny_checkpoint), "--address", "127.0.0.1:1",
+                             "--out", str(tmp_path / "o")], capsys)
+    assert "address" in line
+    assert time.perf_counter() - t0 < 30  # a hang would be the bug; generous for a loaded CI machine
+
+
+def test_cli_json_last_line_is_the_summary(tiny_checkpoint, tmp_path, capsys):
+    code = simulate_main(["--checkpoint", str(tiny_checkpoint), "--n-sessions", "3", "--max-iters", "2", "--k", "2",
+                          "--workers", "0", "--out", str(tmp_path / "o"), "--json", "--no-progress"])
+    assert code == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert summary["n_sessions"] == 3 and summary["policy"] == "best-of-k"
+    on_disk = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert set(summary) == set(on_disk) and summary["noc_90"] == on_disk["noc_90"]
+
+
+def test_console_script_help():
+    res = subprocess.run([sys.executable, "-m", "simulator.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--policy" in res.stdout and "best-of-k" in res.stdout
+
+
+def test_run_from_python_matches_files(tiny_checkpoint, tmp_path):
+    steps, sessions, _ = run(_settings(tiny_checkpoint, n_sessions=2), out=tmp_path / "r", workers=0, progress=False)
+    assert set(np.unique(steps["session"])) == {0, 1}
+    assert (steps.groupby("session")["iteration"].max() == 3).all()
