@@ -1,0 +1,27 @@
+"""End-to-end sessions for every method of the study design with its shipped default checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+import probseg
+from simulator.methods import METHODS
+from simulator.runner import RunSettings, run
+
+DEFAULT_CHECKPOINTS = {"probseg": "disks", "probseg-mean": "disks", "probseg-complete": "disks-complete",
+                       "unet-complete": "disks-unet-complete"}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_end_to_end_with_its_default(method, tmp_path):
+    ckpt = DEFAULT_CHECKPOINTS.get(method)
+    if ckpt is not None and ckpt not in probseg.available():
+        pytest.skip(f"shipped checkpoint {ckpt!r} is not installed")
+    settings = RunSettings(method=method, policy="best-of-k", k=4, n_sessions=3, max_iters=4, chunk_size=3)
+    steps, sessions, summary = run(settings, out=tmp_path / method, workers=0, progress=False)
+    assert len(sessions) == 3 and len(steps) == 12
+    assert sessions["final_dice"].between(0, 1).all()
+    if method in ("probseg-complete", "unet-complete", "random-walker"):
+        assert (steps["coverage"] == 1.0).all()  # complete methods decide every pixel
+    if method in ("probseg-mean", "unet-complete", "random-walker", "random-walker-partial"):
+        assert steps["candidate_dice"].map(len).eq(1).all()  # one proposal per iteration
