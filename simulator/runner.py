@@ -86,7 +86,9 @@ class RunSettings:
             raise ValueError(f"rw_beta: only the random-walker methods take it, not {self.method!r}")
         self.session_config()  # validates k, start, max_iters, corrections, rule, brush radius
         self.effort_model()
-        make_dataset(self.dataset, self.n_sessions)
+        dataset = make_dataset(self.dataset, self.n_sessions)
+        if self.start == "human" and not dataset.has_human_scribbles:
+            raise ValueError(f"start: dataset {self.dataset!r} has no human scribbles; use clicks or scribbles")
         self.make_policy()
 
     def session_config(self) -> SessionConfig:

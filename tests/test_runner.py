@@ -106,6 +106,7 @@ def test_worker_death_is_retried_and_no_session_lost_or_doubled(tiny_checkpoint,
         ({"k": 0}, "k"),
         ({"start": "boxes"}, "start"),
         ({"n_sessions": 0}, "n_sessions"),
+        ({"start": "human"}, "start"),  # disks carry no human scribbles
     ],
 )
 def test_bad_settings_raise_naming_the_setting(tiny_checkpoint, kw, field):
