@@ -7,7 +7,6 @@ pass, and returns boolean proposals that satisfy the paper's constraints exactly
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -180,16 +179,3 @@ class ProbSeg:
         if z is not None:
             ll = ll - 0.5 * z.flatten(1).pow(2).sum(1).double()
         return ll.numpy()
-
-
-def _n_params(net: PartialSegNet) -> int:
-    return int(sum(p.numel() for p in net.parameters()))
-
-
-def describe(model: ProbSeg) -> str:
-    """A one-paragraph description: configuration, parameters, training data, metrics."""
-    m = model.meta.get("metrics", {})
-    parts = [f"{model.name}: {model.config.name} ({model.config.mode}), {_n_params(model.net):,} parameters"]
-    if m:
-        parts.append(", ".join(f"{k}={v:.3f}" if isinstance(v, float) and math.isfinite(v) else f"{k}={v}" for k, v in m.items()))
-    return "; ".join(parts)
