@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic import atomic_write
 from .model import ModelConfig, PartialSegNet
 
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT_VERSION"]
@@ -45,16 +45,7 @@ def save_checkpoint(
         "metrics": metrics,
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[PartialSegNet, dict[str, Any]]:

@@ -15,7 +15,6 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from probseg.atomic import atomic_write
 
 from .datasets import SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
@@ -179,23 +180,11 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def _write_text_atomic(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _git_commit() -> str:
