@@ -4,6 +4,12 @@ Pairs are drawn once into a pool (deterministic from the seed) and served in ran
 random dihedral transform per sample, so a pool of ``n_pairs`` gives ``8 * n_pairs`` distinct
 samples. The checkpoint records the configuration, the data spec, the training settings with the
 command line, and the held-out metrics the model reached.
+
+Datasets: ``disks`` (the paper's synthetic disks, for the ``paper``/``wide`` configurations) and
+``medical`` (SynthMorph-style synthetic images mixed with augmented MedScribble images of the
+training tasks, at the working size of the ``medical*`` configurations; see
+:mod:`probseg.data.medical`). A medical run ends with a cheap check on the MedScribble tasks it
+never saw (:func:`probseg.data.medical.evaluate_heldout`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +31,25 @@ from .checkpoint import save_checkpoint
 from .cli import ArgumentParser, cli_entry
 from .data.disks import N_TRAIN, TRAIN_SEED, DiskSpec, make_disk_dataset, subset_mask
 from .data.intensity import normalize_image
+from .data.medical import (
+    DEFAULT_MEDSCRIBBLE,
+    DEFAULT_TRAIN_TASKS,
+    AugmentSpec,
+    build_medical_pool,
+    evaluate_heldout,
+    heldout_tasks,
+    pool_batch_to_float,
+)
+from .data.medscribble import load_medscribble, medscribble_tasks
 from .data.partials import PairSpec, make_partial_pair
+from .data.synth import SynthSpec
 from .losses import partial_seg_loss
 from .model import CONFIGS, ModelConfig, PartialSegNet, build_network
 from .predictor import ProbSeg
 
-__all__ = ["TrainSettings", "build_disk_pool", "train", "main"]
+__all__ = ["TrainSettings", "DATASETS", "build_disk_pool", "train", "main"]
+
+DATASETS = ("disks", "medical")
 
 
 @dataclass
@@ -39,17 +58,30 @@ class TrainSettings:
 
     Attributes:
         config: a name in :data:`probseg.model.CONFIGS`.
-        dataset: the training data; ``disks`` for now.
+        dataset: the training data: ``disks`` (configurations without a working size) or
+            ``medical`` (the ``medical*`` configurations).
         steps: optimiser steps.
         batch_size: samples per step.
         lr: Adam learning rate (cosine-decayed to 5% over the run).
         seed: seeds the pool, the weights and the batch order.
         n_pairs: pairs drawn into the pool.
-        n_train_images: training images the pairs are cut from.
+        n_train_images: training images the pairs are cut from (``disks``).
         extra_noise: (max) standard deviation of extra Gaussian noise added per image, so the model
-            does not depend on one noise level.
-        eval_images: held-out images evaluated at the end (0: skip).
+            does not depend on one noise level (``disks``; ``medical`` has its own augmentation).
+        eval_images: held-out images evaluated at the end (0: skip); for ``medical`` at most this
+            many images of the unseen MedScribble tasks, taken in turn from each task.
         threads: torch threads (0: torch's default).
+        beta1: overrides the configuration's KL weight (None: keep it); the checkpoint's config
+            records the value used.
+        kl_warmup: steps over which the KL weight ramps linearly from 0 to beta1 (0: none), a
+            common remedy for posterior collapse.
+        pair_spec: overrides of :class:`~probseg.data.partials.PairSpec` (``mode`` follows the model).
+        medscribble: the MedScribble folder (``medical``).
+        train_tasks: the MedScribble tasks trained on (``medical``); every other task under
+            ``medscribble`` is held out.
+        real_fraction: fraction of pairs from real images (``medical``); the rest are synthetic.
+        synth_spec: overrides of :class:`~probseg.data.synth.SynthSpec` (``medical``).
+        augment_spec: overrides of :class:`~probseg.data.medical.AugmentSpec` (``medical``).
     """
 
     config: str = "paper"
@@ -63,20 +95,66 @@ class TrainSettings:
     extra_noise: float = 0.03
     eval_images: int = 1000
     threads: int = 0
+    beta1: float | None = None
+    kl_warmup: int = 0
     pair_spec: dict[str, Any] = field(default_factory=dict)
+    medscribble: str = DEFAULT_MEDSCRIBBLE
+    train_tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_TASKS))
+    real_fraction: float = 0.5
+    synth_spec: dict[str, Any] = field(default_factory=dict)
+    augment_spec: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.config not in CONFIGS:
             raise ValueError(f"config: unknown configuration {self.config!r}; known: {', '.join(CONFIGS)}")
-        if self.dataset != "disks":
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: disks")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
+        # A working-size model must be trained at its working size on the data it is meant for.
+        medical_configs = ", ".join(n for n, c in CONFIGS.items() if c.work_size > 0)
+        if self.dataset == "disks" and CONFIGS[self.config].work_size > 0:
+            raise ValueError(
+                f"dataset: configuration {self.config!r} works at {CONFIGS[self.config].work_size}x"
+                f"{CONFIGS[self.config].work_size} on medical images; train it with --dataset medical"
+            )
+        if self.dataset == "medical" and CONFIGS[self.config].work_size == 0:
+            raise ValueError(
+                f"config: dataset 'medical' needs a configuration with a working size ({medical_configs}), "
+                f"got {self.config!r}"
+            )
         for name in ("steps", "batch_size", "n_pairs", "n_train_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.eval_images < 0:
             raise ValueError(f"eval_images: must be >= 0, got {self.eval_images}")
+        if self.beta1 is not None and not (self.beta1 >= 0 and np.isfinite(self.beta1)):
+            raise ValueError(f"beta1: must be a finite number >= 0, got {self.beta1}")
+        if self.kl_warmup < 0:
+            raise ValueError(f"kl_warmup: must be >= 0, got {self.kl_warmup}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.dataset == "medical":
+            self._validate_medical()
+
+    def _validate_medical(self) -> None:
+        if not (0 <= self.real_fraction <= 1):
+            raise ValueError(f"real_fraction: must be in [0, 1], got {self.real_fraction}")
+        tasks = list(self.train_tasks)
+        if not tasks or any(not isinstance(t, str) or not t for t in tasks) or len(set(tasks)) != len(tasks):
+            raise ValueError(f"train_tasks: expected distinct non-empty task names, got {tasks}")
+        for name, cls in (("synth_spec", SynthSpec), ("augment_spec", AugmentSpec), ("pair_spec", PairSpec)):
+            try:
+                cls.from_dict(getattr(self, name))
+            except TypeError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        if self.real_fraction > 0 or self.eval_images > 0:
+            if not Path(self.medscribble).expanduser().is_dir():
+                raise ValueError(f"medscribble: MedScribble folder not found: {self.medscribble}")
+            available = medscribble_tasks(self.medscribble)
+            unknown = [t for t in tasks if t not in available]
+            if unknown:
+                raise ValueError(f"train_tasks: unknown task {', '.join(unknown)}; available: {', '.join(available)}")
+            if self.eval_images > 0 and not heldout_tasks(self.medscribble, tasks):
+                raise ValueError("eval_images: every MedScribble task is a training task, none is left to evaluate on")
 
 
 def build_disk_pool(
@@ -108,6 +186,44 @@ def build_disk_pool(
     return torch.from_numpy(pool)
 
 
+def _medical_pool(
+    settings: TrainSettings, config: ModelConfig, pair_spec: PairSpec, progress: bool
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The ``medical`` pool (uint8, see :func:`~probseg.data.medical.build_medical_pool`) and its data spec."""
+    synth_spec = replace(SynthSpec.from_dict(settings.synth_spec), size=config.work_size)
+    augment_spec = AugmentSpec.from_dict(settings.augment_spec)
+    tasks = list(settings.train_tasks)
+    examples = load_medscribble(settings.medscribble, tasks=tasks) if settings.real_fraction > 0 else []
+    pool = build_medical_pool(
+        settings.n_pairs, settings.seed, tasks, settings.medscribble, settings.real_fraction, pair_spec,
+        synth_spec, augment_spec, size=config.work_size, examples=examples or None, dtype=torch.uint8,
+        progress=progress,
+    )
+    data_spec = {
+        "dataset": "medical",
+        "tasks": tasks,
+        "heldout_tasks": heldout_tasks(settings.medscribble, tasks) if Path(settings.medscribble).expanduser().is_dir() else [],
+        "medscribble": str(settings.medscribble),
+        "train_examples": [e.example_id for e in examples],
+        "real_fraction": settings.real_fraction,
+        "work_size": config.work_size,
+        "synth_spec": synth_spec.to_dict(),
+        "augment_spec": augment_spec.to_dict(),
+        "pair_spec": pair_spec.to_dict(),
+    }
+    return pool, data_spec
+
+
+def _heldout_examples(settings: TrainSettings) -> list:
+    """At most ``eval_images`` examples of the unseen tasks, taken in turn from each task."""
+    tasks = heldout_tasks(settings.medscribble, settings.train_tasks)
+    by_task = [load_medscribble(settings.medscribble, tasks=[t]) for t in tasks]
+    out = []
+    for i in range(max(len(g) for g in by_task)):
+        out.extend(g[i] for g in by_task if i < len(g))
+    return out[: settings.eval_images]
+
+
 def _dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """Apply one of the 8 dihedral transforms per sample (code in 0..7) to (B, C, H, W)."""
     out = batch.clone()
@@ -122,12 +238,13 @@ def _dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _step_loss(net: PartialSegNet, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+def _step_loss(net: PartialSegNet, batch: torch.Tensor, beta1: float | None = None) -> dict[str, torch.Tensor]:
     image, x_m, x_s, y_m, y_s = (batch[:, c : c + 1] for c in range(5))
     out = net(image, x_m, x_s, y_m, y_s)
     cfg = net.config
     return partial_seg_loss(
-        y_m[:, 0], y_s[:, 0], x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0, cfg.beta1
+        y_m[:, 0], y_s[:, 0], x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0,
+        cfg.beta1 if beta1 is None else beta1,
     )
 
 
@@ -147,14 +264,28 @@ def train(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     config: ModelConfig = CONFIGS[settings.config]
+    if settings.beta1 is not None:
+        config = replace(config, beta1=settings.beta1)
     pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": config.mode})
     disk_spec = DiskSpec()
     torch.manual_seed(settings.seed)
     net = build_network(config)
     t0 = time.perf_counter()
-    pool = build_disk_pool(
-        settings.n_pairs, settings.seed, pair_spec, disk_spec, settings.n_train_images, settings.extra_noise, progress
-    )
+    if settings.dataset == "medical":
+        pool, data_spec = _medical_pool(settings, config, pair_spec, progress)
+    else:
+        pool = build_disk_pool(
+            settings.n_pairs, settings.seed, pair_spec, disk_spec, settings.n_train_images, settings.extra_noise, progress
+        )
+        data_spec = {
+            "dataset": settings.dataset,
+            "tasks": ["disks"],
+            "disk_spec": disk_spec.to_dict(),
+            "pair_spec": pair_spec.to_dict(),
+            "train_seed": TRAIN_SEED,
+            "n_train_images": settings.n_train_images,
+            "extra_noise": settings.extra_noise,
+        }
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps, eta_min=settings.lr * 0.05)
@@ -165,8 +296,9 @@ def train(
     for step in bar:
         idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
         codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
-        batch = _dihedral(pool[idx], codes)
-        terms = _step_loss(net, batch)
+        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
+        warm = min(1.0, (step + 1) / settings.kl_warmup) if settings.kl_warmup else 1.0
+        terms = _step_loss(net, batch, config.beta1 * warm)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
@@ -183,19 +315,14 @@ def train(
     metrics: dict[str, Any] = {f"final_{k}": float(v) for k, v in running.items()}
     metrics["train_seconds"] = float(train_seconds)
     model = ProbSeg(net, name=config.name)
-    if settings.eval_images > 0:
+    if settings.eval_images > 0 and settings.dataset == "medical":
+        t_eval = time.perf_counter()
+        metrics.update(evaluate_heldout(model, _heldout_examples(settings), k=8, seed=0))
+        metrics["heldout_seconds"] = float(time.perf_counter() - t_eval)
+    elif settings.eval_images > 0:
         from .evaluate import evaluate_disks  # late import: evaluation is not needed to train
 
         metrics.update(evaluate_disks(model, settings.eval_images, seed=0, progress=progress))
-    data_spec = {
-        "dataset": settings.dataset,
-        "tasks": ["disks"],
-        "disk_spec": disk_spec.to_dict(),
-        "pair_spec": pair_spec.to_dict(),
-        "train_seed": TRAIN_SEED,
-        "n_train_images": settings.n_train_images,
-        "extra_noise": settings.extra_noise,
-    }
     train_info = {"settings": asdict(settings), "command": command or "", "history": history}
     model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
     if out is not None:
@@ -210,17 +337,29 @@ def _parser() -> argparse.ArgumentParser:
     d = TrainSettings()
     p = ArgumentParser(
         prog="probseg-train",
-        description="Train a probabilistic partial-segmentation model on synthetic disks and write a checkpoint.",
+        description="Train a probabilistic partial-segmentation model (synthetic disks, or synthetic and real "
+        "medical images) and write a checkpoint.",
     )
     p.add_argument("--config", default=d.config, help=f"model configuration, one of: {', '.join(CONFIGS)}")
-    p.add_argument("--dataset", default=d.dataset, help="training data (disks)")
+    p.add_argument("--dataset", default=d.dataset, help=f"training data, one of: {', '.join(DATASETS)}")
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds data, weights and batch order")
     p.add_argument("--n-pairs", type=int, default=d.n_pairs, help="training pairs drawn into the pool")
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
+    p.add_argument("--beta1", type=float, default=None, help="KL weight (default: the configuration's)")
+    p.add_argument("--kl-warmup", type=int, default=d.kl_warmup, help="steps of linear KL-weight warm-up from 0 (0: none)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
+    p.add_argument("--medscribble", default=d.medscribble, help="MedScribble folder (--dataset medical)")
+    p.add_argument(
+        "--train-tasks", default=",".join(d.train_tasks),
+        help="comma-separated MedScribble tasks to train on (--dataset medical); the others are held out",
+    )
+    p.add_argument(
+        "--real-fraction", type=float, default=d.real_fraction,
+        help="fraction of training pairs from real images (--dataset medical); the rest are synthetic",
+    )
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -245,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
         n_pairs=args.n_pairs,
         eval_images=args.eval_images,
         threads=args.threads,
+        beta1=args.beta1,
+        kl_warmup=args.kl_warmup,
+        medscribble=args.medscribble,
+        train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
+        real_fraction=args.real_fraction,
     )
     settings.validate()
     command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

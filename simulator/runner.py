@@ -87,7 +87,7 @@ class RunSettings:
             raise ValueError(f"rw_beta: only the random-walker methods take it, not {self.method!r}")
         self.session_config()  # validates k, start, max_iters, corrections, rule, brush radius
         self.effort_model()
-        dataset = make_dataset(self.dataset, self.n_sessions)
+        dataset = make_dataset(self.dataset, self.n_sessions, start=self.start)
         if self.start == "human" and not dataset.has_human_scribbles:
             raise ValueError(f"start: dataset {self.dataset!r} has no human scribbles; use clicks or scribbles")
         self.make_policy()
@@ -147,7 +147,7 @@ def run_chunk(
         os._exit(1)
     rs = RunSettings.from_dict(settings)
     cfg = rs.session_config()
-    dataset = make_dataset(rs.dataset, rs.n_sessions)
+    dataset = make_dataset(rs.dataset, rs.n_sessions, start=rs.start)
     policy = rs.make_policy()
     effort = rs.effort_model()
     step_rows: list[dict[str, Any]] = []
@@ -164,7 +164,7 @@ def run_chunk(
             rng=session_rng(rs.seed, index),
         )
         ident = {
-            "session": index, "image": case.image_id, "target": case.target_id, "start": cfg.start,
+            "session": index, "task": case.task, "image": case.image_id, "target": case.target_id, "start": cfg.start,
             "seed": rs.seed, "method": rs.method, "policy": rs.policy, "k": cfg.k,
         }
         for s in steps:
@@ -271,7 +271,7 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
     failures). ``sessions_per_second`` is measured over the sessions this invocation ran, from the
     first chunk submitted to the last result, so Ray start-up is excluded.
     """
-    metric_cols = [c for c in sessions.columns if c not in ("session", "image", "target", "start", "seed", "method", "policy", "k")]
+    metric_cols = [c for c in sessions.columns if c not in ("session", "task", "image", "target", "start", "seed", "method", "policy", "k")]
     out: dict[str, Any] = {}
     first = sessions.iloc[0]
     for key in ("method", "policy", "k", "start", "seed"):
@@ -322,7 +322,7 @@ def run(
         out = RESULTS_DIR / f"{stamp}-{settings.method}-{settings.policy}-k{settings.k}"
     out = Path(out)
     _prepare_out(out, settings, method)
-    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions)
+    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.start)
     chunks = _chunks(len(dataset), settings.chunk_size)
     paths = [(out / "chunks" / f"steps-{j:05d}.parquet", out / "chunks" / f"sessions-{j:05d}.parquet") for j in range(len(chunks))]
     todo = [j for j, (sp, ss) in enumerate(paths) if not (sp.exists() and ss.exists())]

@@ -173,6 +173,7 @@ def run_session(
     allow_reject: bool = True,
     human_scribbles: tuple[np.ndarray, np.ndarray] | None = None,
     rng: np.random.Generator,
+    trace: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run one session and return its step records, one per iteration (1..max_iters).
 
@@ -193,6 +194,11 @@ def run_session(
         allow_reject: let oracle policies reject every candidate (non-oracle policies never reject).
         human_scribbles: ``(pos, neg)`` bool (H, W) each; required by, and only allowed with,
             ``start='human'``.
+        trace: when a list, one dict of arrays per iteration is appended to it, for figures:
+            ``shown_mask``, ``shown_seg`` (bool (H, W), what the method was given), ``masks``,
+            ``segs`` (bool (K, H, W), the candidates), ``chosen``, ``mask``, ``seg`` (the state after
+            the choice, before corrections) and ``clicks`` (as in the step record). The start input is
+            in the first dict as ``start_mask``, ``start_seg``. Tracing never changes the session.
         rng: the session's only source of randomness. Four independent streams are derived from it
             (start strokes, method samples, policy draws, random-error clicks), so changing the policy
             or the click rule does not change the candidates a method draws at the first iteration.
@@ -261,6 +267,15 @@ def run_session(
         else:
             progressed = False
 
+        if trace is not None:
+            shot: dict[str, Any] = {
+                "iteration": iteration, "shown_mask": feed_mask.copy(), "shown_seg": feed_seg.copy(),
+                "masks": np.asarray(masks, dtype=bool).copy(), "segs": np.asarray(segs, dtype=bool).copy(),
+                "chosen": chosen, "mask": cur_mask.copy(), "seg": cur_seg.copy(),
+            }
+            if iteration == 1:
+                shot.update(start_mask=begin.mask.copy(), start_seg=begin.seg.copy())
+            trace.append(shot)
         fn, fp = error_regions(target, cur_mask, cur_seg)
         record: dict[str, Any] = {
             "iteration": iteration,
@@ -301,4 +316,6 @@ def run_session(
         record.update(click_made=n_clicks > 0, n_clicks=n_clicks, click_reason=reason, clicks=made,
                       model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
         steps.append({key: record[key] for key in STEP_KEYS})
+        if trace is not None:
+            trace[-1]["clicks"] = [list(c) for c in made]
     return steps

@@ -397,3 +397,21 @@ def test_complete_probseg_session_decides_every_pixel():
                         k=3, max_iters=3, rng=np.random.default_rng(0))
     assert all(s["coverage"] == 1.0 and s["n_pending"] == 0 for s in steps)
     assert all(s["chosen"] == int(np.argmax(s["candidate_scores"])) for s in steps)
+
+
+def test_trace_records_candidates_and_choices_without_changing_the_session():
+    plain = session(Fake("partial", add_row_as_foreground), max_iters=3)
+    trace: list[dict] = []
+    traced = session(Fake("partial", add_row_as_foreground), max_iters=3, trace=trace)
+    strip = lambda steps: [{k: v for k, v in s.items() if k not in TIMING_KEYS} for s in steps]  # noqa: E731
+    assert repr(strip(traced)) == repr(strip(plain))  # repr: NaN scores compare equal
+    assert [t["iteration"] for t in trace] == [1, 2, 3]
+    assert trace[0]["start_mask"].sum() == START.mask.sum()
+    for shot, step in zip(trace, traced):
+        assert shot["masks"].shape == (1, H, H) and shot["masks"].dtype == bool
+        assert shot["chosen"] == step["chosen"]
+        assert shot["clicks"] == step["clicks"]
+        assert dice(shot["seg"], GT) == pytest.approx(step["dice"])
+    # The state shown at iteration 2 is iteration 1's choice plus its corrections.
+    mask, seg = replay(trace[0]["mask"], trace[0]["seg"], trace[0]["clicks"])
+    assert (trace[1]["shown_mask"] == mask).all() and (trace[1]["shown_seg"] == seg).all()

@@ -1,0 +1,201 @@
+"""The arms of a report and their metrics.
+
+An :class:`Arm` is one finished run directory (what :func:`simulator.runner.run` writes) as the report
+holds it: its config, its sessions and the step columns the report needs. Here too are the metrics
+the report knows (:data:`METRICS`, their labels and which way is better), each arm's per-session
+metric values and effort counts, and its sessions' image clusters for the bootstrap. Loading run
+and study directories is :mod:`simulator.report`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import EffortCounts, EffortModel, effort_counts
+
+__all__ = [
+    "METRICS",
+    "EXTRA_METRICS",
+    "EFFORT_TARGET",
+    "Arm",
+    "metric_label",
+    "lower_is_better",
+    "metric_statistic",
+    "metric_matrix",
+    "arm_effort_counts",
+    "image_codes",
+]
+
+# The metrics of summary.csv and comparison.csv, in order. ``nof_T`` is a count of sessions that
+# never reached Dice T (its statistic is a sum); every other metric is a mean over sessions.
+METRICS: tuple[str, ...] = (
+    "noc_85", "noc_90", "noi_90", "nof_90", "dice_at_clicks_3", "dice_at_clicks_5", "dice_at_clicks_10",
+    "dice_at_iter_1", "dice_at_iter_5", "dice_at_iter_10", "dice_auc", "final_hd95", "effort_s",
+)
+# Further session metrics that may be named as the endpoint (they are then reported too).
+EXTRA_METRICS: tuple[str, ...] = (
+    "noc_80", "noi_80", "noi_85", "nof_80", "nof_85", "dice_at_iter_20", "final_dice",
+)
+# The Dice up to which effort counts are taken (effort_s and the tie ratio).
+EFFORT_TARGET = 0.90
+
+_LABELS = {
+    "noc_80": "NoC@0.80", "noc_85": "NoC@0.85", "noc_90": "NoC@0.90",
+    "noi_80": "NoI@0.80", "noi_85": "NoI@0.85", "noi_90": "NoI@0.90",
+    "nof_80": "NoF@0.80", "nof_85": "NoF@0.85", "nof_90": "NoF@0.90",
+    "dice_at_clicks_3": "Dice@3 clicks", "dice_at_clicks_5": "Dice@5 clicks", "dice_at_clicks_10": "Dice@10 clicks",
+    "dice_at_iter_1": "Dice@iter 1", "dice_at_iter_5": "Dice@iter 5", "dice_at_iter_10": "Dice@iter 10",
+    "dice_at_iter_20": "Dice@iter 20", "dice_auc": "Dice AUC", "final_dice": "final Dice",
+    "final_hd95": "final HD95 (px)", "effort_s": "effort (s)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """The metric's name in tables and figures (``noc_90`` -> ``NoC@0.90``; unknown names as given)."""
+    return _LABELS.get(metric, metric)
+
+
+def lower_is_better(metric: str) -> bool:
+    """True for NoC, NoI, NoF, HD95 and effort; False for the Dice metrics."""
+    return metric.startswith(("noc_", "noi_", "nof_")) or metric in ("final_hd95", "effort_s")
+
+
+def metric_statistic(metric: str) -> str:
+    """``sum`` for the failure counts ``nof_T``, ``mean`` for every other metric."""
+    return "sum" if metric.startswith("nof_") else "mean"
+
+
+@dataclass
+class Arm:
+    """One run directory as an arm of a report.
+
+    Attributes:
+        label: the arm's name in tables (unique within a report).
+        run_dir: the run directory.
+        config: its ``config.json``.
+        sessions: ``sessions.parquet``, one row per session, sorted by (session, image, target).
+        steps: ``steps.parquet`` (the columns the report needs), sorted by (session, iteration).
+        name: groups the same arm across training seeds (default: the label).
+        train_seed: the training seed of the arm's checkpoint, where a study gives one.
+        variant: the protocol variant (``default`` when none).
+        reference: the label of the arm a study compares this one with ("" when the study does not
+            say; then the report's single reference is used).
+    """
+
+    label: str
+    run_dir: Path
+    config: dict[str, Any]
+    sessions: pd.DataFrame
+    steps: pd.DataFrame
+    name: str = ""
+    train_seed: int | None = None
+    variant: str = "default"
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.label
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The run's ``RunSettings`` as a dict."""
+        return dict(self.config.get("settings", {}))
+
+    @property
+    def method(self) -> str:
+        return str(self.settings.get("method", self.config.get("method", {}).get("name", "")))
+
+    @property
+    def kind(self) -> str:
+        return str(self.config.get("method", {}).get("kind", ""))
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.config.get("method", {}).get("multi", False))
+
+    def effort_model(self) -> EffortModel:
+        """The effort constants the run was priced with (its ``config.json`` ``effort``)."""
+        e = self.config.get("effort") or {}
+        s = self.settings
+        return EffortModel(
+            c_click=float(e.get("c_click", s.get("c_click", EffortModel().c_click))),
+            c_inspect=float(e.get("c_inspect", s.get("c_inspect", EffortModel().c_inspect))),
+            b_choose=float(e.get("b_choose", s.get("b_choose", EffortModel().b_choose))),
+        )
+
+    @cached_property
+    def session_steps(self) -> list[dict[str, np.ndarray]]:
+        """Per session (in ``sessions`` order), its step columns as arrays sorted by iteration.
+
+        Keys: ``iteration`` int64 (n,), ``dice`` float64 (n,), ``clicks_so_far`` int64 (n,),
+        ``click_made`` bool (n,), ``n_clicks`` int64 (n,), ``n_candidates`` int64 (n,).
+        """
+        groups = {int(s): g for s, g in self.steps.groupby("session", sort=True)}
+        out = []
+        for s in self.sessions["session"].astype(int):
+            g = groups.get(int(s))
+            if g is None or len(g) == 0:
+                raise ValueError(f"paths: {self.run_dir}/steps.parquet has no steps for session {s}")
+            out.append({
+                "iteration": g["iteration"].to_numpy(dtype=np.int64),
+                "dice": g["dice"].to_numpy(dtype=np.float64),
+                "clicks_so_far": g["clicks_so_far"].to_numpy(dtype=np.int64),
+                "click_made": g["click_made"].to_numpy(dtype=bool),
+                "n_clicks": g["n_clicks"].to_numpy(dtype=np.int64),
+                "n_candidates": g["n_candidates"].to_numpy(dtype=np.int64),
+            })
+        return out
+
+
+def metric_matrix(arm: Arm, metrics: Sequence[str]) -> np.ndarray:
+    """Per-session metric values: float64 (n_sessions, len(metrics)), rows in ``arm.sessions`` order.
+
+    ``nof_T`` is 1.0 where the session never reached Dice T (``reached_T`` False), else 0.0.
+    """
+    cols = []
+    for m in metrics:
+        if m.startswith("nof_"):
+            reached = "reached_" + m[4:]
+            if reached not in arm.sessions.columns:
+                raise ValueError(f"endpoint: run {arm.label!r} has no {reached!r} column for {m!r}")
+            cols.append((~arm.sessions[reached].astype(bool)).to_numpy(dtype=np.float64))
+        elif m in arm.sessions.columns:
+            cols.append(pd.to_numeric(arm.sessions[m], errors="coerce").to_numpy(dtype=np.float64))
+        else:
+            cols.append(np.full(len(arm.sessions), np.nan))
+    return np.stack(cols, axis=1) if cols else np.zeros((len(arm.sessions), 0))
+
+
+def arm_effort_counts(arm: Arm, target: float = EFFORT_TARGET) -> list[EffortCounts]:
+    """Per session (``arm.sessions`` order), :func:`simulator.metrics.effort_counts` rebuilt from steps."""
+    cache = arm.__dict__.setdefault("_effort_counts", {})
+    if target not in cache:
+        cache[target] = _effort_counts(arm, target)
+    return list(cache[target])
+
+
+def _effort_counts(arm: Arm, target: float) -> list[EffortCounts]:
+    out = []
+    for s in arm.session_steps:
+        records = [
+            {"iteration": int(it), "dice": float(d), "clicks_so_far": int(c), "click_made": bool(cm),
+             "n_clicks": int(nc), "candidate_dice": [0.0] * int(k)}
+            for it, d, c, cm, nc, k in zip(s["iteration"], s["dice"], s["clicks_so_far"], s["click_made"],
+                                            s["n_clicks"], s["n_candidates"])
+        ]
+        out.append(effort_counts(records, target=target))
+    return out
+
+
+def image_codes(arm: Arm) -> tuple[np.ndarray, int]:
+    """Cluster index of each session (images in sorted order): int64 (n_sessions,), and the count."""
+    images = arm.sessions["image"].astype(str).to_numpy()
+    uniq, codes = np.unique(images, return_inverse=True)
+    return codes.astype(np.int64), int(len(uniq))

@@ -1,0 +1,291 @@
+"""probseg-report: tables, bootstrap CIs, paired comparisons, Holm, determinism, CLI errors, figures, studies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.report import (
+    METRICS,
+    arm_effort_counts,
+    bootstrap_weights,
+    cluster_bootstrap,
+    dice_at_clicks_matrix,
+    dice_by_iteration_matrix,
+    holm,
+    load_run,
+    main,
+    wilcoxon_p,
+    write_report,
+)
+from simulator.runner import RunSettings, run
+
+N_SESSIONS = 6
+MAX_ITERS = 4
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Small run directories (6 disk sessions of 4 iterations each), built once for the module."""
+    root = tmp_path_factory.mktemp("runs")
+    arms = {
+        "random-walker": dict(method="random-walker", k=1),
+        "unet-complete": dict(method="unet-complete", k=1),
+        "probseg-k2": dict(method="probseg", k=2),
+        "probseg-k4": dict(method="probseg", k=4),
+        "rw-short": dict(method="random-walker", k=1, n_sessions=4),
+    }
+    out = {}
+    for label, kw in arms.items():
+        base = dict(policy="best-of-k", n_sessions=N_SESSIONS, max_iters=MAX_ITERS, chunk_size=3)
+        base.update(kw)
+        out[label] = root / label
+        run(RunSettings(**base), out=out[label], workers=0, progress=False)
+    out["rw-copy"] = root / "rw-copy"
+    shutil.copytree(out["random-walker"], out["rw-copy"])
+    return out
+
+
+def test_summary_columns_cis_and_nof(runs, tmp_path):
+    res = write_report([runs["random-walker"], runs["unet-complete"], runs["probseg-k2"]], out=tmp_path,
+                       n_boot=200, figures=False)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    ids = ["label", "name", "train_seed", "variant", "method", "kind", "policy", "k", "start", "n_sessions", "n_images"]
+    assert list(summary.columns) == ids + [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")]
+    assert list(summary["label"]) == ["random-walker", "unet-complete", "probseg-k2"]
+    assert (summary["n_sessions"] == N_SESSIONS).all() and (summary["n_images"] == N_SESSIONS).all()
+    assert list(summary["kind"]) == ["complete", "complete", "partial"]
+    for label in summary["label"]:
+        sessions = pd.read_parquet(runs[label] / "sessions.parquet")
+        row = summary.set_index("label").loc[label]
+        assert row["nof_90"] == (~sessions["reached_90"]).sum()
+        assert row["noc_90"] == pytest.approx(sessions["noc_90"].mean())
+        assert row["effort_s"] == pytest.approx(sessions["effort_s"].mean())
+        for m in METRICS:
+            if np.isfinite(row[m]):
+                assert row[f"{m}_lo"] - 1e-9 <= row[m] <= row[f"{m}_hi"] + 1e-9, (label, m)
+    # 4 iterations: no session has an iteration 10, so that metric is NaN, not an error.
+    assert summary["dice_at_iter_10"].isna().all()
+    assert "session_seconds" not in " ".join(summary.columns)
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "report.md"}
+
+
+def test_holm_hand_computed():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1, monotone
+    out = holm([0.02, float("nan"), 0.01])
+    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.02])
+    assert np.isnan(out[1])
+
+
+def test_bootstrap_weights_and_cluster_bootstrap():
+    w = bootstrap_weights(5, 100, seed=3)
+    assert w.shape == (100, 5) and (w.sum(axis=1) == 5).all()
+    np.testing.assert_array_equal(w, bootstrap_weights(5, 100, seed=3))
+    assert not np.array_equal(w, bootstrap_weights(5, 100, seed=4))
+    # Two images with two sessions each: resampling images only ever gives means of 0, 0.5 or 1.
+    values = np.array([0.0, 0.0, 1.0, 1.0])
+    clusters = np.array([0, 0, 1, 1])
+    ww = bootstrap_weights(2, 500, seed=0)
+    means = (ww @ np.array([0.0, 2.0])) / (ww @ np.array([2.0, 2.0]))
+    assert set(np.round(means, 6)) <= {0.0, 0.5, 1.0}
+    est, lo, hi = cluster_bootstrap(values, clusters, weights=ww)
+    assert est[0] == 0.5 and lo[0] == 0.0 and hi[0] == 1.0
+    # Sums, NaN left out, and an all-NaN column.
+    v = np.array([[1.0, np.nan, np.nan], [0.0, 2.0, np.nan], [1.0, 4.0, np.nan]])
+    est, lo, hi = cluster_bootstrap(v, np.arange(3), n_boot=50, statistic=["sum", "mean", "mean"])
+    assert est[0] == 2.0 and est[1] == 3.0 and np.isnan(est[2]) and np.isnan(lo[2])
+
+
+def test_wilcoxon_p():
+    assert wilcoxon_p(np.zeros(6)) == 1.0
+    assert np.isnan(wilcoxon_p(np.array([np.nan])))
+    assert wilcoxon_p(np.arange(1.0, 21.0)) < 0.001
+
+
+def test_identical_arms_zero_difference_and_p_one(runs, tmp_path):
+    res = write_report([runs["random-walker"], runs["rw-copy"]], out=tmp_path, n_boot=100, figures=False)
+    comp = pd.read_csv(tmp_path / "comparison.csv")
+    assert (comp["label"] == "rw-copy").all() and (comp["reference"] == "random-walker").all()
+    finite = comp[comp["diff"].notna()]
+    assert len(finite) >= len(METRICS) - 2
+    assert (finite[["diff", "diff_lo", "diff_hi"]] == 0).all().all()
+    assert (finite["p_wilcoxon"] == 1.0).all() and (finite["p_holm"] == 1.0).all()
+    assert comp["tie_choose_click_ratio"].isna().all()  # as many choices: the choice cost cannot decide
+    assert comp.loc[comp["primary"], "metric"].tolist() == ["noc_90"]
+    assert "identical to `random-walker` in every session" in (tmp_path / "report.md").read_text()
+    assert res["reference"] == "random-walker"
+
+
+def test_comparison_against_reference(runs, tmp_path):
+    res = write_report([runs["random-walker"], runs["unet-complete"], runs["probseg-k2"]], out=tmp_path,
+                       reference="probseg-k2", endpoint="effort_s", n_boot=100, figures=False)
+    comp = res["comparison"]
+    assert set(comp["label"]) == {"random-walker", "unet-complete"} and (comp["reference"] == "probseg-k2").all()
+    assert comp.loc[comp["primary"], "metric"].unique().tolist() == ["effort_s"]
+    ref = pd.read_parquet(runs["probseg-k2"] / "sessions.parquet").sort_values("session")
+    rw = pd.read_parquet(runs["random-walker"] / "sessions.parquet").sort_values("session")
+    row = comp[(comp["label"] == "random-walker") & (comp["metric"] == "noc_90")].iloc[0]
+    assert row["diff"] == pytest.approx((rw["noc_90"].to_numpy() - ref["noc_90"].to_numpy()).mean())
+    assert row["diff_lo"] <= row["diff"] <= row["diff_hi"]
+    # Holm per metric over the two arms: adjusted >= raw, and the larger raw p-value's is at least the smaller's.
+    for _, g in comp.groupby("metric"):
+        g = g.dropna(subset=["p_wilcoxon"])
+        assert (g["p_holm"] >= g["p_wilcoxon"] - 1e-12).all()
+    # The reference (partial, K=2) makes choices; single-proposal arms do not: the tie ratio is defined.
+    assert comp["tie_choose_click_ratio"].notna().all()
+    text = (tmp_path / "report.md").read_text()
+    assert "**effort (s) (primary)**" in text and "Tie ratio" in text
+
+
+def test_effort_counts_and_curves_match_session_metrics(runs):
+    arm = load_run(runs["probseg-k2"])
+    model = arm.effort_model()
+    seconds = [model.seconds(c) for c in arm_effort_counts(arm)]
+    np.testing.assert_allclose(seconds, arm.sessions["effort_s"].to_numpy())
+    clicks = dice_at_clicks_matrix(arm, 10)
+    np.testing.assert_allclose(clicks[:, 3], arm.sessions["dice_at_clicks_3"])
+    np.testing.assert_allclose(clicks[:, 5], arm.sessions["dice_at_clicks_5"])
+    np.testing.assert_allclose(clicks[:, 10], arm.sessions["dice_at_clicks_10"])
+    iters = dice_by_iteration_matrix(arm, MAX_ITERS)
+    np.testing.assert_allclose(iters[:, 0], arm.sessions["dice_at_iter_1"])
+
+
+def test_csv_files_are_byte_identical_across_calls(runs, tmp_path):
+    paths = [runs["random-walker"], runs["probseg-k2"]]
+    write_report(paths, out=tmp_path / "a", n_boot=150, seed=7, figures=False)
+    write_report(paths, out=tmp_path / "b", n_boot=150, seed=7, figures=False)
+    for name in ("summary.csv", "comparison.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    write_report(paths, out=tmp_path / "c", n_boot=150, seed=8, figures=False)
+    assert (tmp_path / "a" / "summary.csv").read_bytes() != (tmp_path / "c" / "summary.csv").read_bytes()
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("probseg-report: error:") and "\n" not in err
+    assert "Traceback" not in err
+    return err
+
+
+def test_cli_errors_one_line_exit_2(runs, tmp_path, capsys):
+    rw, unet = str(runs["random-walker"]), str(runs["unet-complete"])
+    assert "is not a directory" in _cli_error(capsys, [str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "sessions.parquet" in _cli_error(capsys, [str(empty)])
+    assert "reference" in _cli_error(capsys, [rw, unet, "--out", str(tmp_path / "o"), "--reference", "nope"])
+    assert "endpoint" in _cli_error(capsys, [rw, unet, "--out", str(tmp_path / "o"), "--endpoint", "nope"])
+    assert "cannot be paired" in _cli_error(capsys, [rw, str(runs["rw-short"]), "--out", str(tmp_path / "o")])
+    assert "out" in _cli_error(capsys, [rw, unet])
+    assert "n_boot" in _cli_error(capsys, [rw, unet, "--out", str(tmp_path / "o"), "--n-boot", "0"])
+
+
+def test_cli_writes_report_with_figures(runs, tmp_path, capsys):
+    out = tmp_path / "fig"
+    argv = [str(runs[k]) for k in ("unet-complete", "random-walker", "probseg-k2", "probseg-k4")]
+    assert main(argv + ["--out", str(out), "--n-boot", "40"]) == 0
+    assert "report.md" in capsys.readouterr().out
+    names = ["dice-vs-clicks.png", "dice-vs-effort.png", "dice-vs-iteration.png", "noc90.png", "k-sweep.png",
+             "filmstrip-unet-complete.png", "filmstrip-random-walker.png", "filmstrip-probseg.png"]
+    for name in names:
+        assert (out / name).is_file() and (out / name).stat().st_size > 1000, name
+    text = (out / "report.md").read_text()
+    for name in names:
+        assert f"]({name})" in text, name
+    assert "does not match" not in text  # every replayed example session matched its steps.parquet
+
+
+def test_single_arm_k1_figures(runs, tmp_path):
+    res = write_report(runs["unet-complete"], out=tmp_path, n_boot=30)
+    assert res["comparison"].empty and list(res["comparison"].columns)[:3] == ["label", "reference", "metric"]
+    assert (tmp_path / "noc90.png").stat().st_size > 0 and (tmp_path / "filmstrip-unet-complete.png").is_file()
+    assert not (tmp_path / "k-sweep.png").exists()
+    assert res["warnings"] == []
+
+
+def _study(tmp_path, runs, arms: list[dict], **extra) -> object:
+    study = tmp_path / "study"
+    (study / "runs").mkdir(parents=True)
+    for arm in arms:
+        shutil.copytree(runs[arm.pop("src")], study / arm["run_dir"])
+    spec = {
+        "name": "noisy-annotator", "description": "A hand-made study for the tests.",
+        "notes": "Numbers from 6 sessions: plumbing only.", "reference": arms[0]["label"] if arms else None,
+        "primary_endpoint": "noc_85", "thresholds": [0.85, 0.90], "bootstrap": {"n_boot": 60, "seed": 1},
+        "quick": True, "arms": arms, "reproduce": None,
+    }
+    spec.update(extra)
+    (study / "study.json").write_text(json.dumps(spec))
+    return study
+
+
+def test_study_directory(runs, tmp_path, capsys):
+    arms = [
+        {"label": "random walker", "name": "random walker", "train_seed": None, "variant": "default",
+         "run_dir": "runs/random-walker", "src": "random-walker", "settings": {}},
+        {"label": "probseg seed 0", "name": "probseg", "train_seed": 0, "variant": "default",
+         "run_dir": "runs/probseg-seed-0", "src": "probseg-k2", "settings": {}},
+        {"label": "probseg seed 1", "name": "probseg", "train_seed": 1, "variant": "default",
+         "run_dir": "runs/probseg-seed-1", "src": "probseg-k4", "settings": {}},
+    ]
+    study = _study(tmp_path, runs, arms, reproduce={"csv": "reproduce.csv", "figures": ["figure3.png"]})
+    pd.DataFrame({"checkpoint": ["disks-paper"], "added_fg_px": [57.1], "max_dice": [0.97], "n_images": [1000]}).to_csv(
+        study / "reproduce.csv", index=False)
+    assert main([str(study), "--no-figures"]) == 0
+    capsys.readouterr()
+    summary = pd.read_csv(study / "summary.csv")
+    assert list(summary["label"]) == ["random walker", "probseg seed 0", "probseg seed 1"]
+    assert summary["train_seed"].tolist()[1:] == [0, 1]
+    comp = pd.read_csv(study / "comparison.csv")
+    assert comp.loc[comp["primary"], "metric"].unique().tolist() == ["noc_85"]
+    text = (study / "report.md").read_text()
+    assert text.startswith("# noisy-annotator") and "Numbers from 6 sessions" in text and "Quick study" in text
+    assert "## Across training seeds" in text and "`probseg`" in text
+    assert "## Reproducing the paper" in text and "disks-paper" in text and "57.1" in text
+    assert "figure3.png" in text  # named although missing, and flagged
+    assert "## Warnings" in text
+    # --reference overrides the study's; unknown labels are refused.
+    assert main([str(study), "--no-figures", "--reference", "probseg seed 1", "--out", str(tmp_path / "o")]) == 0
+    assert set(pd.read_csv(tmp_path / "o" / "comparison.csv")["reference"]) == {"probseg seed 1"}
+    capsys.readouterr()
+    assert "reference" in _cli_error(capsys, [str(study), "--reference", "nope"])
+
+
+def test_study_with_only_a_reproduce_section(runs, tmp_path):
+    study = _study(tmp_path, runs, [], reproduce={"csv": "reproduce.csv", "figures": []})
+    pd.DataFrame({"checkpoint": ["disks"], "target_dice_at_1": [0.68]}).to_csv(study / "reproduce.csv", index=False)
+    res = write_report(study)
+    assert res["summary"].empty and res["comparison"].empty
+    text = (study / "report.md").read_text()
+    assert "## Reproducing the paper" in text and "0.680" in text
+
+
+def test_study_compares_each_arm_with_the_reference_of_its_variant(runs, tmp_path):
+    arms = [
+        {"label": "rw", "name": "rw", "variant": "default", "train_seed": None, "reference": "rw",
+         "run_dir": "runs/rw", "src": "random-walker"},
+        {"label": "probseg", "name": "probseg", "variant": "default", "train_seed": 0, "reference": "rw",
+         "run_dir": "runs/probseg", "src": "probseg-k2"},
+        {"label": "rw | v2", "name": "rw | v2", "variant": "v2", "train_seed": None, "reference": "rw | v2",
+         "run_dir": "runs/rw-v2", "src": "rw-copy"},
+        {"label": "probseg | v2", "name": "probseg | v2", "variant": "v2", "train_seed": 0, "reference": "rw | v2",
+         "run_dir": "runs/probseg-v2", "src": "probseg-k4"},
+    ]
+    study = _study(tmp_path, runs, arms, reference="rw")
+    res = write_report(study, figures=False)
+    comp = res["comparison"]
+    pairs = comp[["label", "reference"]].drop_duplicates().values.tolist()
+    assert pairs == [["probseg", "rw"], ["probseg | v2", "rw | v2"]]
+    assert res["reference"] == "rw" and res["references"]["probseg | v2"] == "rw | v2"
+    text = (study / "report.md").read_text()
+    assert "## Paired comparisons" in text
+    assert "`probseg \\| v2` vs `rw \\| v2`" in text  # a table cell escapes the label's pipe
+    # An explicit reference overrides the study's pairing.
+    res = write_report(study, out=tmp_path / "o", reference="rw | v2", figures=False)
+    assert set(res["comparison"]["reference"]) == {"rw | v2"} and res["comparison"]["label"].nunique() == 3

@@ -1,0 +1,155 @@
+"""Study files: parsing, validation errors that name the field, arm expansion, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulator.study import ENDPOINTS, find_study, list_studies, load_study, main, parse_study
+
+SHIPPED = ("paper", "disks-k-sweep", "noisy-annotator", "protocol")
+
+
+def _minimal(**extra: object) -> dict:
+    raw = {
+        "name": "tiny",
+        "reference": "rw",
+        "arms": [
+            {"label": "rw", "method": "random-walker", "policy": "first", "k": 1},
+            {"label": "probseg best-of-{k}", "method": "probseg", "policy": "best-of-k", "k": [2, 4]},
+        ],
+    }
+    raw.update(extra)
+    return raw
+
+
+def test_shipped_studies_are_listed_and_valid() -> None:
+    names = {p.stem for p in list_studies()}
+    assert set(SHIPPED) <= names
+    for name in SHIPPED:
+        study = load_study(name)
+        assert study.name == name
+        assert study.primary_endpoint in ENDPOINTS
+        labels = [a.label for a in study.arms]
+        assert len(labels) == len(set(labels))
+        for arm in study.arms:
+            assert arm.reference in labels
+
+
+def test_list_prints_one_line_per_study(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(list_studies())
+    assert any(line.startswith("noisy-annotator") for line in lines)
+
+
+def test_list_expansion_and_labels() -> None:
+    study = parse_study(_minimal())
+    assert [a.label for a in study.arms] == ["rw", "probseg best-of-2", "probseg best-of-4"]
+    assert [a.settings["k"] for a in study.arms] == [1, 2, 4]
+    assert all(a.reference == "rw" for a in study.arms)
+    assert study.arms[1].run_dir == "runs/probseg-best-of-2"
+
+
+def test_variants_multiply_arms_and_pair_references_within_a_variant() -> None:
+    study = parse_study(_minimal(variants=[{"name": "default"}, {"name": "3c", "corrections_per_iter": 3}]))
+    assert len(study.arms) == 6
+    three = [a for a in study.arms if a.variant == "3c"]
+    assert {a.settings["corrections_per_iter"] for a in three} == {3}
+    assert all(a.reference == "rw | 3c" for a in three)
+
+
+def test_training_seeds_label_and_checkpoint() -> None:
+    study = parse_study(_minimal(training={"seeds": [0, 1], "retrain": ["disks"]}))
+    labels = [a.label for a in study.arms]
+    # The random walker has no checkpoint: it runs once and serves both seeds as reference.
+    assert labels == ["rw", "probseg best-of-2 | seed 0", "probseg best-of-2 | seed 1",
+                      "probseg best-of-4 | seed 0", "probseg best-of-4 | seed 1"]
+    by = {a.label: a for a in study.arms}
+    assert by["probseg best-of-2 | seed 0"].settings["checkpoint"] == "disks"
+    assert by["probseg best-of-2 | seed 1"].settings["checkpoint"] == "checkpoints/disks-seed1.pt"
+    assert by["probseg best-of-2 | seed 1"].name == "probseg best-of-2"
+    assert by["rw"].train_seed is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "hint"),
+    [
+        (_minimal(color="red"), "color", "allowed:"),
+        (_minimal(primary_endpoint="speed"), "primary_endpoint", "noc_90"),
+        (_minimal(reference="nobody"), "reference", "rw"),
+        (_minimal(thresholds=[0.95]), "thresholds", "0.9"),
+        (_minimal(sessions=0), "sessions", ">= 1"),
+        (_minimal(protocol={"start": "telepathy"}), "protocol.start", "clicks, scribbles, human"),
+        (_minimal(protocol={"max_iters": "many"}), "protocol.max_iters", "integer"),
+        (_minimal(effort={"c_click": -1}), "effort", "c_click"),
+        (_minimal(training={"seeds": [0, 1]}), "training.retrain", "retrain"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "probseg", "policy": "bestofk"}]},
+         "arms[0].policy", "best-of-k"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "magic"}]}, "arms[0].method", "probseg"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "probseg", "speed": 1}]}, "arms[0].speed", "allowed"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "probseg", "k": []}]}, "arms[0].k", "empty"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "probseg", "k": [1, 2]}]}, "arms", "label"),
+        ({"name": "x", "reference": "a", "arms": [{"label": "a", "method": "random-walker", "checkpoint": "disks"}]},
+         "arms[0]", "checkpoint"),
+        ({"name": "x", "arms": [{"label": "a", "method": "probseg"}]}, "reference", "missing"),
+        ({"name": "x"}, "arms", "reproduce"),
+        ({"name": "x", "reproduce": {"n_images": 5000}}, "reproduce.n_images", "1..1000"),
+        ({"arms": []}, "name", "missing"),
+    ],
+)
+def test_broken_study_names_the_field(raw: dict, field: str, hint: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_study(raw)
+    msg = str(info.value)
+    assert msg.startswith(field + ":"), msg
+    assert hint in msg, msg
+    assert "\n" not in msg
+
+
+def test_cli_broken_study_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nreference = "a"\n[[arms]]\nlabel = "a"\nmethod = "probseg"\npolicy = "nope"\n')
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "arms[0].policy" in err[0] and "best-of-k" in err[0]
+
+
+def test_cli_unknown_study_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "no-such-study"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-study" in err and "noisy-annotator" in err
+
+
+def test_cli_not_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "x.toml"
+    bad.write_text("name = [unclosed\n")
+    assert main(["show", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_find_study_by_name_and_path() -> None:
+    p = find_study("protocol")
+    assert p.name == "protocol.toml"
+    assert find_study(str(p)) == p
+
+
+def test_show_quick_caps_sessions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "disks-k-sweep", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "sessions 6" in out
+    assert "seed 1" not in out  # --quick keeps the first training seed only
+
+
+def test_quick_run_writes_study_json(tmp_path: Path) -> None:
+    from simulator.study import run_study
+
+    out = run_study(parse_study(_minimal()), tmp_path / "s", quick=True, workers=0, progress=False, report=False)
+    record = json.loads((out / "study.json").read_text())
+    assert record["quick"] is True
+    assert [a["label"] for a in record["arms"]] == ["rw", "probseg best-of-2", "probseg best-of-4"]
+    for arm in record["arms"]:
+        assert (out / arm["run_dir"] / "sessions.parquet").exists()
+        assert arm["settings"]["n_sessions"] == 6
