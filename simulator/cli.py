@@ -36,7 +36,13 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     g = p.add_argument_group("arm")
-    g.add_argument("--dataset", default=d.dataset, help=f"session data: {', '.join(DATASETS)}")
+    g.add_argument(
+        "--dataset", default=d.dataset,
+        help=f"session data: {', '.join(DATASETS)}. medscribble: a MedScribble folder, ?tasks=ACDC,WBC keeps "
+             "those tasks; nifti: a CSV manifest (image,label,label_values,axis,slices); folder: images/ and "
+             "masks/ (PNG or NPY), optional scribbles/NAME_ANNOTATOR.npy. With --start human, one session per "
+             "image and annotator",
+    )
     g.add_argument("--n-sessions", type=int, default=None, help="sessions (default: the dataset's, 1000 for disks)")
     g.add_argument("--method", default=d.method, help=f"one of: {', '.join(METHODS)}")
     g.add_argument("--checkpoint", default=None, help="override the method's checkpoint (a name or a .pt path)")

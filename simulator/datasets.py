@@ -1,20 +1,41 @@
 """Session datasets: which images and targets a run's sessions use.
 
-A dataset is named by a string (``disks``; later issues add real data) and yields
-:class:`SessionCase` objects by index; case ``i`` depends only on ``(seed, i)``, so any subset of
-sessions (a chunk, a resumed run, another worker count) sees exactly the same data.
+A dataset is named by a string and yields :class:`SessionCase` objects by index; case ``i`` depends
+only on ``(seed, i)``, so any subset of sessions (a chunk, a resumed run, another worker count) sees
+exactly the same data. Names:
+
+* ``disks``: the paper's held-out synthetic disk images; the seed draws each session's target.
+* ``medscribble:PATH``: a MedScribble folder (:func:`probseg.data.load_medscribble`), all tasks;
+  ``medscribble:PATH?tasks=ACDC,WBC`` keeps only the listed tasks (first-level folder names).
+* ``nifti:MANIFEST.csv``: 2D slices of 3D volumes listed in a manifest
+  (:func:`probseg.data.load_nifti_manifest`); no human scribbles.
+* ``folder:PATH``: a folder of images and masks (:func:`probseg.data.load_image_folder`).
+
+Real images are fixed, so their cases do not depend on the seed. With ``start='human'`` a real
+dataset has one session per (image, annotator) pair, so every annotator's scribbles are used; with any
+other start, one session per image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from probseg.data import DiskSpec, make_disk_image, subset_mask
+from probseg.data import (
+    DiskSpec,
+    Example,
+    load_image_folder,
+    load_medscribble,
+    load_nifti_manifest,
+    make_disk_image,
+    subset_mask,
+)
 from probseg.data.disks import HELDOUT_SEED, N_HELDOUT
 
-__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "make_dataset", "DATASETS"]
+__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "DATASETS"]
 
 # Stream tags: each kind of random draw has its own stream spawned from (seed, session index).
 STREAM_TARGET = 0
@@ -32,6 +53,7 @@ class SessionCase:
         image: float32 (H, W).
         target: bool (H, W).
         human_scribbles: ``(pos, neg)`` bool (H, W) each, or None where the dataset has none.
+        task: the collection the image belongs to (``disks``, ``ACDC``, ...), for per-task tables.
     """
 
     index: int
@@ -40,6 +62,7 @@ class SessionCase:
     image: np.ndarray
     target: np.ndarray
     human_scribbles: tuple[np.ndarray, np.ndarray] | None = None
+    task: str = ""
 
 
 class SessionDataset:
@@ -84,18 +107,166 @@ class DiskSessions(SessionDataset):
             target_id="disks-" + "".join(str(j) for j in subset),
             image=disk.image,
             target=subset_mask(disk.disks, subset),
+            task="disks",
         )
 
 
-DATASETS = ("disks",)
+REAL_KINDS = ("medscribble", "nifti", "folder")
+# The accepted forms of a dataset name, as help and error messages show them.
+DATASETS = ("disks", "medscribble:PATH[?tasks=A,B]", "nifti:MANIFEST.csv", "folder:PATH")
 
 
-def make_dataset(name: str, n_sessions: int | None = None) -> SessionDataset:
-    """A session dataset by name; ``n_sessions`` caps its size (default: the dataset's own)."""
+@lru_cache(maxsize=8)
+def _load_examples(kind: str, path: str, tasks: tuple[str, ...] | None) -> tuple[Example, ...]:
+    """A real source's examples, loaded once per process (each Ray worker runs many chunks).
+
+    Keyed by the resolved path: a process that edits the files must call ``_load_examples.cache_clear()``.
+    """
+    if kind == "medscribble":
+        return tuple(load_medscribble(path, tasks))
+    if kind == "nifti":
+        return tuple(load_nifti_manifest(path))
+    return tuple(load_image_folder(path))
+
+
+class RealSessions(SessionDataset):
+    """Sessions on real images: one per example, or one per (example, annotator) for the human start.
+
+    Examples load on first use and are cached per process. Sessions follow the loader's example
+    order; for the human start, each example's annotators in turn.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        path: str | Path,
+        tasks: tuple[str, ...] | None = None,
+        n_sessions: int | None = None,
+        start: str | None = None,
+    ) -> None:
+        """
+        Args:
+            kind: ``medscribble``, ``nifti`` or ``folder``.
+            path: the source folder (or manifest for ``nifti``).
+            tasks: MedScribble tasks to keep (None: all).
+            n_sessions: at most this many sessions (None: all).
+            start: the run's start; ``human`` makes one session per annotator. None (a caller that
+                does not say) gives one session per example, carrying its first annotator's
+                scribbles, so a human start still runs.
+        """
+        if kind not in REAL_KINDS:
+            raise ValueError(f"dataset: unknown kind {kind!r}; allowed: {', '.join(REAL_KINDS)}")
+        if tasks is not None and kind != "medscribble":
+            raise ValueError(f"dataset: only medscribble takes a task filter, not {kind}")
+        if n_sessions is not None and n_sessions < 1:
+            raise ValueError(f"n_sessions: must be >= 1, got {n_sessions}")
+        self.kind = kind
+        self.path = str(Path(path).expanduser().resolve())
+        self.tasks = tuple(sorted(set(tasks))) if tasks is not None else None
+        self.n_sessions = n_sessions
+        self.start = start
+        self.name = kind
+        self._sessions: list[tuple[int, int | None]] | None = None
+
+    @property
+    def examples(self) -> tuple[Example, ...]:
+        """The source's examples (loaded now if not yet in this process)."""
+        return _load_examples(self.kind, self.path, self.tasks)
+
+    @property
+    def has_human_scribbles(self) -> bool:  # type: ignore[override]
+        """True when every example has at least one annotator's scribbles."""
+        return all(ex.scribbles for ex in self.examples)
+
+    def sessions(self) -> list[tuple[int, int | None]]:
+        """``(example index, annotator index or None)`` per session, capped at ``n_sessions``."""
+        if self._sessions is None:
+            examples = self.examples
+            if self.start == "human":
+                pairs: list[tuple[int, int | None]] = [
+                    (e, a) for e, ex in enumerate(examples) for a in range(len(ex.scribbles))
+                ]
+            else:
+                pairs = [(e, None) for e in range(len(examples))]
+            self._sessions = pairs if self.n_sessions is None else pairs[: self.n_sessions]
+        return self._sessions
+
+    def __len__(self) -> int:
+        return len(self.sessions())
+
+    def case(self, index: int, seed: int) -> SessionCase:
+        """Session ``index``; ``seed`` is unused: real images and targets are fixed.
+
+        Returns copies, so a session can never alter the cached examples.
+        """
+        sessions = self.sessions()
+        if not 0 <= index < len(sessions):
+            raise ValueError(f"index: session {index} out of range for {len(sessions)} sessions")
+        e, a = sessions[index]
+        ex = self.examples[e]
+        if a is None and self.start is None and ex.scribbles:
+            a_scribbles: tuple[np.ndarray, np.ndarray] | None = ex.scribbles[0]
+        elif a is not None:
+            a_scribbles = ex.scribbles[a]
+        else:
+            a_scribbles = None
+        return SessionCase(
+            index=index,
+            image_id=f"{self.kind}/{ex.example_id}",
+            target_id=ex.target_name if a is None else f"annotator-{ex.annotators[a]}",
+            image=ex.image.copy(),
+            target=ex.target.copy(),
+            human_scribbles=None if a_scribbles is None else (a_scribbles[0].copy(), a_scribbles[1].copy()),
+            task=ex.task,
+        )
+
+
+def _parse_real(name: str) -> tuple[str, str, tuple[str, ...] | None]:
+    """``(kind, path, tasks)`` of a real dataset name."""
+    kind, _, rest = name.partition(":")
+    tasks: tuple[str, ...] | None = None
+    if kind == "medscribble" and "?" in rest:
+        rest, _, query = rest.rpartition("?")
+        key, eq, value = query.partition("=")
+        if key != "tasks" or not eq:
+            raise ValueError(f"dataset: unknown option {query!r} in {name!r}; expected ?tasks=A,B")
+        tasks = tuple(t.strip() for t in value.split(",") if t.strip())
+        if not tasks:
+            raise ValueError(f"dataset: ?tasks= lists no task in {name!r}")
+    if not rest:
+        raise ValueError(f"dataset: {name!r} names no path; expected {kind}:PATH")
+    return kind, rest, tasks
+
+
+def make_dataset(name: str, n_sessions: int | None = None, start: str | None = None) -> SessionDataset:
+    """A session dataset by name (see the module docstring).
+
+    Args:
+        name: ``disks``, ``medscribble:PATH[?tasks=A,B]``, ``nifti:MANIFEST.csv`` or ``folder:PATH``.
+        n_sessions: caps its size (default: the dataset's own; a real dataset's is all its sessions).
+        start: the run's start. For a real dataset ``human`` gives one session per annotator, any
+            other start one per image; None keeps the old behaviour (one per image, the first
+            annotator's scribbles attached). Disks ignore it.
+    Raises:
+        ValueError: ``dataset: ...`` for an unknown name or bad data (naming the file),
+            ``start: ...`` when ``start='human'`` and an image has no human scribbles.
+    """
     if name == "disks":
         n = N_HELDOUT if n_sessions is None else n_sessions
         return DiskSessions(n)
-    raise ValueError(f"dataset: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    kind = name.partition(":")[0]
+    if kind not in REAL_KINDS or ":" not in name:
+        raise ValueError(f"dataset: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    kind, path, tasks = _parse_real(name)
+    dataset = RealSessions(kind, path, tasks, n_sessions, start)
+    try:
+        # Load now (once per process): bad data fails here, before a run writes anything.
+        _ = dataset.examples
+    except ValueError as exc:
+        raise ValueError(f"dataset: {exc}") from None
+    if start == "human" and not dataset.has_human_scribbles:
+        raise ValueError(f"start: dataset {name!r} has no human scribbles for every image; use clicks or scribbles")
+    return dataset
 
 
 def session_rng(seed: int, index: int) -> np.random.Generator:
