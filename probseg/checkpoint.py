@@ -68,6 +68,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[PartialSegNet, dict[str, A
     if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
         raise ValueError(f"checkpoint: {path} is not a probseg checkpoint (missing keys)")
     try:
+        # Fields added to ModelConfig later (work_size) take their defaults, which keep the older
+        # checkpoints' behaviour.
         config = ModelConfig(**payload["config"])
         net = PartialSegNet(config)
         net.load_state_dict(payload["state_dict"])

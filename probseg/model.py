@@ -26,6 +26,27 @@ Choices where the paper is silent (written here as the paper asks for no more):
   tails), at 1e-2 the posterior collapses (KL ~ 0) and the network becomes a deterministic grower
   that adds ~205 px per proposal at max Dice 0.997. Sampling then adds nothing: the evidence that
   sampling helps comes from the ``paper`` configuration (see ``probseg/checkpoints/CHECKPOINTS.md``).
+* ``punet``: the model for real 2D medical images (configurations ``medical``, ``medical-complete``,
+  ``medical-unet-complete``). It works at a fixed square working size (``work_size``, 128):
+  :meth:`probseg.ProbSeg.propose` resizes any input to it and the proposals back. A U-Net backbone
+  (four poolings, widths w, 2w, 4w, 8w, 8w, group norm, additive skips) turns (image, x_m, x_s)
+  into per-pixel features; it depends on the input alone and runs once per call. The latent is injected as in the
+  Probabilistic U-Net (Kohl et al. 2018): it is combined with the *last* decoder features and passed
+  through three 1x1 convolutions, so the part that runs per sample (all K in one batch) is cheap.
+  The posterior encoder q(z | x, y) is a small CNN on (image, x_m, x_s, y_m, y_s) at the working size.
+  Unlike the Probabilistic U-Net's global vector, z is **spatial**, (L, H/8, W/8) (16 x 16 cells of
+  8 x 8 working pixels), because the question a partial proposal answers is *where* it grows: one
+  vector cannot say where a random shape lies, and a global latent collapsed in our disk runs. The
+  prior N(0, I) makes the cells independent, so before the 1x1 head a small "latent mixer" (three
+  3x3 convolutions on the 16 x 16 grid, the second dilated, seeing z beside the backbone's features
+  at that scale) turns the cell codes into a spatially coherent, image-aware code, then it is
+  upsampled bilinearly to the working size. The first 1x1 convolution of the head acts on the
+  concatenation [features, code]; it is computed as ``W_f features + upsample(W_c code)``, which is
+  the same map (convolution and bilinear upsampling are linear and commute), with ``W_f features``
+  computed once per call and ``W_c code`` on the 16 x 16 grid. The head is w channels wide (it runs
+  at the working size for every sample), the code 2w. ``latent_dim = 0`` drops the encoder and the
+  mixer: a deterministic U-Net with the same backbone and head. The KL weight is the paper's
+  ``beta1 = 1e-3`` (not tuned on medical data).
 
 Output constraints (Section 3), enforced in :meth:`PartialSegNet.constrain`: the input's decided
 pixels and labels are kept exactly, and predicted foreground lies only inside the predicted decided
@@ -49,12 +70,16 @@ class ModelConfig:
 
     Attributes:
         name: the configuration's name.
-        arch: ``paper`` (Figure 2 as written) or ``wide`` (global latent, U-Net decoder).
+        arch: ``paper`` (Figure 2 as written), ``wide`` (spatial latent, small U-Net decoder) or
+            ``punet`` (U-Net backbone, latent injected before a 1x1-convolution head).
         latent_dim: channels of the spatial latent z (L, H/8, W/8).
             0 makes the network deterministic.
         width: base channel count of the ``wide`` decoder.
         beta0, beta1: loss weights of Eq. (3).
         mode: ``partial`` (predict a larger partial segmentation) or ``complete`` (decide every pixel).
+        work_size: side of the square working resolution every input is resized to by
+            :meth:`probseg.ProbSeg.propose` (a multiple of :data:`SIZE_MULTIPLE`); 0 (the disk
+            models): none, inputs are padded to a multiple of :data:`SIZE_MULTIPLE` instead.
     """
 
     name: str = "paper"
@@ -64,16 +89,24 @@ class ModelConfig:
     beta0: float = 1.0
     beta1: float = 1e-3
     mode: str = "partial"
+    work_size: int = 0
 
     def __post_init__(self) -> None:
-        if self.arch not in ("paper", "wide"):
-            raise ValueError(f"arch must be 'paper' or 'wide', got {self.arch!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(map(repr, ARCHS))}, got {self.arch!r}")
         if self.latent_dim < 0:
             raise ValueError(f"latent_dim must be >= 0, got {self.latent_dim}")
         if self.arch == "paper" and self.latent_dim < 1:
             raise ValueError("the paper architecture needs latent_dim >= 1")
         if self.mode not in ("partial", "complete"):
             raise ValueError(f"mode must be 'partial' or 'complete', got {self.mode!r}")
+        if self.width < 4 or self.width % 4:
+            # group norm uses 4 groups
+            raise ValueError(f"width must be a positive multiple of 4, got {self.width}")
+        if self.work_size < 0 or self.work_size % SIZE_MULTIPLE or 0 < self.work_size < 2 * SIZE_MULTIPLE:
+            raise ValueError(
+                f"work_size must be 0 or a multiple of {SIZE_MULTIPLE} >= {2 * SIZE_MULTIPLE}, got {self.work_size}"
+            )
 
     @property
     def stochastic(self) -> bool:
@@ -83,16 +116,33 @@ class ModelConfig:
         return asdict(self)
 
 
+ARCHS = ("paper", "wide", "punet")
+
+# All architectures put the latent on a grid 8 times coarser than the input; inputs are padded to a
+# multiple of this (the ``punet`` backbone pools four times and pads to 16 internally).
+SIZE_MULTIPLE = 8
+
+# The medical models' working resolution: 256 x 256 MedScribble images are halved, which keeps
+# propose(k=8) on a 256 x 256 image near 45 ms on one (busy) CPU core; see
+# tests/benchmarks/test_bench_medical.py.
+MEDICAL_WORK_SIZE = 128
+
 CONFIGS: dict[str, ModelConfig] = {
     "paper": ModelConfig(name="paper", arch="paper", latent_dim=1),
     "wide": ModelConfig(name="wide", arch="wide", latent_dim=2, width=16, beta1=1e-2),
     "paper-complete": ModelConfig(name="paper-complete", arch="paper", latent_dim=1, mode="complete"),
     "wide-complete": ModelConfig(name="wide-complete", arch="wide", latent_dim=2, width=16, beta1=1e-2, mode="complete"),
     "unet-complete": ModelConfig(name="unet-complete", arch="wide", latent_dim=0, width=16, mode="complete"),
+    # Real 2D medical images: the paper's KL weight (untuned on this data; see probseg-train --beta1).
+    "medical": ModelConfig(name="medical", arch="punet", latent_dim=4, width=16, beta1=1e-3, work_size=MEDICAL_WORK_SIZE),
+    "medical-complete": ModelConfig(
+        name="medical-complete", arch="punet", latent_dim=4, width=16, beta1=1e-3, mode="complete",
+        work_size=MEDICAL_WORK_SIZE,
+    ),
+    "medical-unet-complete": ModelConfig(
+        name="medical-unet-complete", arch="punet", latent_dim=0, width=16, mode="complete", work_size=MEDICAL_WORK_SIZE
+    ),
 }
-
-# Both architectures pool three times; inputs are padded to a multiple of this.
-SIZE_MULTIPLE = 8
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -204,6 +254,147 @@ class _WideDecoder(nn.Module):
         return self.expand(self.features(x), z)
 
 
+class _PUNetEncoder(nn.Module):
+    """q(z | x, y) of ``punet``: (B, 5, H, W) -> mean, log-variance (B, L, H/8, W/8).
+
+    The input is first averaged over 2 x 2 blocks (mask channels become fractions): the posterior
+    only needs a code per 8 x 8 cell, and a full-resolution layer would cost as much as the rest.
+    """
+
+    def __init__(self, latent_dim: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.AvgPool2d(2), _conv_gn(5, w), nn.MaxPool2d(2), _conv_gn(w, 2 * w), nn.MaxPool2d(2), _conv_gn(2 * w, 2 * w),
+            _conv_gn(2 * w, 2 * w),
+        )
+        self.head = nn.Conv2d(2 * w, 2 * latent_dim, 1)
+
+    def forward(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.body(xy.contiguous(memory_format=torch.channels_last))).contiguous().chunk(2, dim=1)
+        return mu, logvar
+
+
+class _PUNetBackbone(nn.Module):
+    """The per-input U-Net of ``punet``: x (B, 3, H, W) -> last decoder features (B, w, H, W) and the
+    decoder's features on the latent grid (B, 8w, H/8, W/8).
+
+    Widths w, 2w, 4w, 8w, 8w at scales 1, 1/2, 1/4, 1/8, 1/16; two 3x3 convolutions per encoder
+    level (one at full resolution), one per decoder level. Skips are *added* (LinkNet/FPN style: the coarser map is projected
+    by a 1x1 convolution to the finer level's width, upsampled and added), not concatenated: on a
+    CPU the concatenations and the wider convolutions after them were ~40% of a training step.
+    Tensors run channels-last: oneDNN's convolutions are faster on CPU in that layout for these
+    small channel counts (measured: training step -10%, inference -35%).
+    """
+
+    DEPTH = 4
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        w = width
+        self.chans = (w, 2 * w, 4 * w, 8 * w, 8 * w)
+        self.enc = nn.ModuleList()
+        cin = 3
+        for level, c in enumerate(self.chans):
+            # One convolution at full resolution: there, each normalised layer is memory-bound and
+            # costs as much as a whole coarser level in a training step.
+            self.enc.append(nn.Sequential(_conv_gn(cin, c), _conv_gn(c, c)) if level else _conv_gn(cin, c))
+            cin = c
+        self.lateral = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for c in reversed(self.chans[:-1]):
+            self.lateral.append(nn.Conv2d(cin, c, 1))
+            self.dec.append(_conv_gn(c, c))
+            cin = c
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = x.shape[-2:]
+        mult = 2**self.DEPTH
+        ph, pw = (-h) % mult, (-w) % mult
+        if ph or pw:
+            # Only inputs that are not multiples of 16 (never the working size) are padded; the
+            # outputs are cropped back, so every shape a multiple of 8 works.
+            x = F.pad(x, (0, pw, 0, ph))
+        x = x.contiguous(memory_format=torch.channels_last)
+        skips = []
+        for level, block in enumerate(self.enc):
+            if level:
+                x = F.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        coarse = x
+        for j, (lateral, block) in enumerate(zip(self.lateral, self.dec)):
+            # The 1x1 projection runs before the upsampling (they commute), at a quarter of the cost.
+            x = block(F.interpolate(lateral(x), scale_factor=2, mode="nearest") + skips[-2 - j])
+            if j == 0:  # the decoder level at 1/8: the latent's grid
+                coarse = x
+        gh, gw = h // SIZE_MULTIPLE, w // SIZE_MULTIPLE
+        return x[..., :h, :w], coarse[..., :gh, :gw]
+
+
+class _PUNetDecoder(nn.Module):
+    """g(z, x) of ``punet``: the backbone, the latent mixer and the 1x1 head (see the module docstring).
+
+    ``features`` is the per-input part (run once per call); ``expand`` the per-sample part.
+    """
+
+    def __init__(self, latent_dim: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.latent_dim = latent_dim
+        # The head works at the full working size for every sample, so it is kept narrow (w); the
+        # code lives on the coarse grid, where width is cheap.
+        hidden, code = w, 2 * w
+        self.backbone = _PUNetBackbone(w)
+        # The image part of the head's first 1x1 conv (it holds the bias).
+        self.head_feat = nn.Conv2d(w, hidden, 1)
+        if latent_dim > 0:
+            self.mix_feat = nn.Conv2d(8 * w, code, 1)
+            self.mixer = nn.Sequential(
+                _conv_gn(code + latent_dim, code),
+                nn.Sequential(nn.Conv2d(code, code, 3, padding=2, dilation=2), nn.GroupNorm(4, code), nn.ReLU(inplace=True)),
+                _conv_gn(code, code),
+            )
+            # The latent part of the head's first 1x1 conv; no bias (head_feat has it).
+            self.head_code = nn.Conv2d(code, hidden, 1, bias=False)
+        self.head_mid = nn.Conv2d(hidden, hidden, 1)
+        self.head_out = nn.Conv2d(hidden, 2, 1)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The per-input part: x (B, 3, H, W) -> (head input (B, w, H, W), mixer input (B, 2w, H/8, W/8)).
+
+        For a deterministic network the second is an empty (B, 0) tensor.
+        """
+        feats, coarse = self.backbone(x)
+        head_in = self.head_feat(feats)
+        mix_in = self.mix_feat(coarse) if self.latent_dim > 0 else head_in.new_zeros((x.shape[0], 0))
+        return head_in, mix_in
+
+    def expand(self, feats: tuple[torch.Tensor, ...], z: torch.Tensor | None) -> torch.Tensor:
+        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2, H, W)."""
+        head_in, mix_in = feats
+        if self.latent_dim > 0:
+            if z is None:
+                raise ValueError("z: this network has a latent; pass z of shape (B, L, H/8, W/8)")
+            mix_in = mix_in.expand(z.shape[0], -1, -1, -1)
+            code = self.head_code(self.mixer(torch.cat([mix_in, z.to(mix_in.dtype)], 1)))
+            code = code.contiguous(memory_format=torch.channels_last)
+            hidden = F.interpolate(code, size=head_in.shape[-2:], mode="bilinear", align_corners=False)
+            hidden += head_in  # in place: a batch-1 head_in broadcasts over the samples
+        else:
+            hidden = head_in
+        # The 1x1 convolutions as matrix products over the channels-last view: with K samples at the
+        # working size these are the per-sample cost, and a GEMM on (K*H*W, C) is ~2x faster than
+        # the convolution kernel; in-place ReLUs avoid allocating K more full-size maps.
+        x = hidden.permute(0, 2, 3, 1).relu_()
+        x = F.linear(x, self.head_mid.weight.flatten(1), self.head_mid.bias).relu_()
+        x = F.linear(x, self.head_out.weight.flatten(1), self.head_out.bias)
+        return x.permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        return self.expand(self.features(x), z)
+
+
 class PartialSegNet(nn.Module):
     """The network: encoder (when stochastic), decoder, and the output constraints.
 
@@ -217,6 +408,9 @@ class PartialSegNet(nn.Module):
         if config.arch == "paper":
             self.encoder: nn.Module | None = _PaperEncoder(config.latent_dim)
             self.decoder: nn.Module = _PaperDecoder(config.latent_dim)
+        elif config.arch == "punet":
+            self.encoder = _PUNetEncoder(config.latent_dim, config.width) if config.stochastic else None
+            self.decoder = _PUNetDecoder(config.latent_dim, config.width)
         else:
             self.encoder = _WideEncoder(config.latent_dim, config.width) if config.stochastic else None
             self.decoder = _WideDecoder(config.latent_dim, config.width)
@@ -271,11 +465,11 @@ class PartialSegNet(nn.Module):
         """Inference: one input (1, 1, H, W) each, ``z`` (K, *latent) -> ``pred_m``, ``pred_s`` (K, H, W).
 
         The image features are computed once and shared by the K samples where the architecture
-        allows it (``wide``).
+        allows it (``wide``, ``punet``).
         """
         k = 1 if z is None else z.shape[0]
         x = torch.cat([image, x_m, x_s], dim=1)
-        if isinstance(self.decoder, _WideDecoder):
+        if isinstance(self.decoder, (_WideDecoder, _PUNetDecoder)):
             logits = self.decoder.expand(self.decoder.features(x), z)
             if z is None and k > 1:
                 logits = logits.expand(k, -1, -1, -1)

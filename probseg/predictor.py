@@ -1,8 +1,23 @@
 """The public inference API: :class:`ProbSeg` and its :meth:`ProbSeg.propose`.
 
 The predictor wraps a trained :class:`~probseg.model.PartialSegNet`, checks inputs, normalises the
-image, pads it to the network's size multiple, draws all K latent samples in one batched forward
+image, brings it to the network's resolution, draws all K latent samples in one batched forward
 pass, and returns boolean proposals that satisfy the paper's constraints exactly.
+
+Two ways to reach the network's resolution, chosen by the configuration's ``work_size``:
+
+* 0 (the disk models): the input is padded to a multiple of ``SIZE_MULTIPLE`` and the output cropped.
+* > 0 (the medical models): the input is resized to ``work_size`` x ``work_size`` (the aspect ratio is
+  not kept; training crops vary it, see :mod:`probseg.data.medical`). The normalised image is resized
+  bilinearly with antialiasing (an area-like average when shrinking). The annotation is resized so
+  that **no decided pixel is lost**: a working pixel is decided when any input pixel it covers is,
+  and it is foreground when at least half of its decided input pixels are (a one-pixel click
+  survives a 2x reduction; nearest-neighbour or area > 0.5 would drop it). The output probabilities
+  are resized back bilinearly and the constraints are applied at the input resolution, so the
+  returned ``masks`` contain ``mask`` and ``segs`` equal ``seg`` on ``mask`` exactly. (A working
+  pixel that holds a decided input pixel is decided with its majority label, so a proposal may also
+  decide a rim of up to about one working pixel around the input's strokes, with their label.)
+  Scores are computed at the input resolution from the resized probabilities.
 """
 
 from __future__ import annotations
@@ -11,11 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data.intensity import normalize_image
 from .model import SIZE_MULTIPLE, ModelConfig, PartialSegNet
 
-__all__ = ["ProbSeg", "check_inputs"]
+__all__ = ["ProbSeg", "check_inputs", "resize_to_work"]
 
 SeedLike = int | np.random.Generator | None
 
@@ -62,6 +78,33 @@ def _torch_generator(seed: SeedLike) -> torch.Generator:
     else:
         raise ValueError(f"seed: expected an int, a numpy Generator or None, got {type(seed).__name__}")
     return gen
+
+
+def resize_to_work(
+    image: np.ndarray, mask: np.ndarray, seg: np.ndarray, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bring a normalised image and an annotation to the working size (rules in the module docstring).
+
+    Args:
+        image: float32 (H, W), normalised to [0, 1].
+        mask, seg: bool (H, W), ``seg`` inside ``mask``.
+        size: (S_h, S_w), the working size.
+    Returns:
+        ``image``, ``x_m``, ``x_s``: float32 (1, 1, S_h, S_w); ``x_m``, ``x_s`` in {0, 1} with
+        ``x_s <= x_m``, every input-decided pixel's working pixel decided.
+    """
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+    img, m, sg = t(image), t(mask), t(seg)
+    if tuple(image.shape) == tuple(size):
+        return img, m, sg
+    shrink = image.shape[0] > size[0] or image.shape[1] > size[1]
+    img = F.interpolate(img, size=size, mode="bilinear", antialias=shrink, align_corners=False).clamp(0, 1)
+    # Adaptive pooling bins cover every input pixel, when shrinking and when enlarging alike.
+    any_m = F.adaptive_max_pool2d(m, size)
+    frac_m = F.adaptive_avg_pool2d(m, size)
+    frac_s = F.adaptive_avg_pool2d(sg, size)
+    xs = any_m * ((frac_s > 0) & (2 * frac_s >= frac_m)).float()
+    return img, any_m, xs
 
 
 class ProbSeg:
@@ -135,21 +178,10 @@ class ProbSeg:
             raise ValueError(f"k: must be an integer >= 1, got {k!r}")
         k = int(k)
         gen = _torch_generator(seed)
-        h, w = image.shape
-        ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-        img = np.pad(normalize_image(image), ((0, ph), (0, pw)), mode="edge")
-        xm = np.pad(mask, ((0, ph), (0, pw)))
-        xs = np.pad(seg, ((0, ph), (0, pw)))
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-        latent = self.net.latent_shape(h + ph, w + pw)
-        if self.is_stochastic:
-            z = torch.zeros((k, *latent)) if mean else torch.randn((k, *latent), generator=gen)
+        if self.config.work_size > 0:
+            pred_m, pred_s, z = self._predict_resized(image, mask, seg, k, mean, gen)
         else:
-            z = None
-        pred_m, pred_s = self.net.decode(to_t(img), to_t(xm), to_t(xs), z)
-        if z is None and k > 1:
-            pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
-        pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
+            pred_m, pred_s, z = self._predict_padded(image, mask, seg, k, mean, gen)
         p_fg = (pred_s / pred_m.clamp(min=1e-6)).clamp(0, 1)
         masks = (pred_m >= 0.5).numpy() | mask[None]
         segs = masks & (p_fg >= 0.5).numpy()
@@ -157,6 +189,52 @@ class ProbSeg:
         if not return_scores:
             return masks, segs
         return masks, segs, self._scores(z, pred_m, p_fg, masks, segs, mask)
+
+    def _latent(self, shape: tuple[int, int], k: int, mean: bool, gen: torch.Generator) -> torch.Tensor | None:
+        """z for ``k`` samples at network input size ``shape``: float32 (k, *latent), or None."""
+        if not self.is_stochastic:
+            return None
+        latent = self.net.latent_shape(*shape)
+        return torch.zeros((k, *latent)) if mean else torch.randn((k, *latent), generator=gen)
+
+    def _predict_padded(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Native resolution, padded to ``SIZE_MULTIPLE``: ``pred_m``, ``pred_s`` float32 (k, H, W) and z."""
+        h, w = image.shape
+        ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
+        img = np.pad(normalize_image(image), ((0, ph), (0, pw)), mode="edge")
+        xm = np.pad(mask, ((0, ph), (0, pw)))
+        xs = np.pad(seg, ((0, ph), (0, pw)))
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        z = self._latent((h + ph, w + pw), k, mean, gen)
+        pred_m, pred_s = self.net.decode(to_t(img), to_t(xm), to_t(xs), z)
+        if z is None and k > 1:
+            pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
+        return pred_m[:, :h, :w], pred_s[:, :h, :w], z
+
+    def _predict_resized(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """At the working size (see the module docstring): ``pred_m``, ``pred_s`` float32 (k, H, W), z."""
+        h, w = image.shape
+        size = (self.config.work_size, self.config.work_size)
+        img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
+        z = self._latent(size, k, mean, gen)
+        # z = 0 gives k equal proposals: decode one (and the k = 1 and k > 1 results agree exactly).
+        pred_m, pred_s = self.net.decode(img, xm, xs, z[:1] if mean and z is not None else z)  # (k or 1, S, S)
+        if (h, w) != size:
+            # Antialiasing matters only when shrinking (an input smaller than the working size), and
+            # its kernel is 2x slower when enlarging, where it equals plain bilinear.
+            shrink = h < size[0] or w < size[1]
+            both = F.interpolate(
+                torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear", antialias=shrink, align_corners=False
+            )
+            # Interpolation weights are convex up to rounding: keep probabilities in [0, 1].
+            pred_m, pred_s = both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
+        if pred_m.shape[0] != k:
+            pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
+        return pred_m, pred_s, z
 
     @staticmethod
     def _scores(

@@ -21,6 +21,12 @@ REGISTRY: dict[str, str] = {
     "disks-paper": "disks-paper.pt",
     "disks-complete": "disks-complete.pt",
     "disks-unet-complete": "disks-unet-complete.pt",
+    # Real 2D medical images (configurations medical, medical-complete, medical-unet-complete),
+    # trained on the MedScribble tasks ACDC, BTCV, HipXRay and STARE; listed by available() once
+    # their files are installed.
+    "medical": "medical.pt",
+    "medical-complete": "medical-complete.pt",
+    "medical-unet-complete": "medical-unet-complete.pt",
 }
 
 

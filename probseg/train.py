@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .checkpoint import save_checkpoint
 from .cli import ArgumentParser, cli_entry
 from .data.disks import N_TRAIN, TRAIN_SEED, DiskSpec, make_disk_dataset, subset_mask
+from .data.examples import Example
 from .data.intensity import normalize_image
 from .data.medical import (
     DEFAULT_MEDSCRIBBLE,
@@ -214,7 +215,7 @@ def _medical_pool(
     return pool, data_spec
 
 
-def _heldout_examples(settings: TrainSettings) -> list:
+def _heldout_examples(settings: TrainSettings) -> list[Example]:
     """At most ``eval_images`` examples of the unseen tasks, taken in turn from each task."""
     tasks = heldout_tasks(settings.medscribble, settings.train_tasks)
     by_task = [load_medscribble(settings.medscribble, tasks=[t]) for t in tasks]

@@ -1,0 +1,353 @@
+"""Training pairs and a held-out check for the medical models (real and synthetic 2D images).
+
+A pool mixes two sources at the models' working size (128 x 128):
+
+* **synthetic** SynthMorph-style images (:mod:`probseg.data.synth`): a random target made of the
+  label map's labels, whose connected pieces are the objects ``object``/``grow`` regions are made of;
+* **real** MedScribble examples of the training tasks (by default ACDC, BTCV, HipXRay, STARE; the
+  other four, CAMUS, OASIS, OCTA500 and WBC, are never seen), target = the expert segmentation,
+  objects = its connected components and those of its background (the default of
+  :func:`~probseg.data.partials.make_partial_pair`). With only a handful of real images per task,
+  each draw is augmented: a random dihedral transform, a random crop of 80-100% of each side
+  (so the aspect ratio varies a little, as when :meth:`probseg.ProbSeg.propose` resizes a
+  non-square image) resized to the working size, and random gamma, contrast and noise.
+
+Pairs come from :func:`~probseg.data.partials.make_partial_pair` with the same :class:`PairSpec`
+mix for every configuration (only ``mode`` follows the model). Pair ``j`` depends only on
+``(seed, j)`` and the examples, so a smaller pool is a prefix of a larger one.
+
+Everything here is single-threaded NumPy/SciPy (no large BLAS products, no torch kernels): a pool is
+built while training jobs share the cores, where multi-threaded kernels stall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from .examples import Example
+from .intensity import normalize_image
+from .medscribble import load_medscribble, medscribble_tasks
+from .partials import PairSpec, brush_disk, default_brush_radius, make_partial_pair
+from .synth import SynthSpec, make_synth_example
+
+__all__ = [
+    "DEFAULT_TRAIN_TASKS",
+    "DEFAULT_MEDSCRIBBLE",
+    "WORK_SIZE",
+    "AugmentSpec",
+    "augment_example",
+    "build_medical_pool",
+    "click_start",
+    "evaluate_heldout",
+    "heldout_tasks",
+]
+
+# The default split: train on these four MedScribble tasks; the other four are never seen.
+DEFAULT_TRAIN_TASKS: tuple[str, ...] = ("ACDC", "BTCV", "HipXRay", "STARE")
+# Relative to the working directory: the project's layout keeps the data beside the repository.
+DEFAULT_MEDSCRIBBLE = "../shared/medscribble"
+WORK_SIZE = 128
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Augmentation of a real example; every ``(lo, hi)`` pair is a uniform range.
+
+    Attributes:
+        zoom: (min, max) fraction of each side the crop keeps (drawn per side, so the aspect ratio
+            varies too).
+        gamma: (min, max) gamma exponent on the [0, 1] image, drawn log-uniformly.
+        contrast: (min, max) factor the deviations from the mean are scaled by.
+        noise: (min, max) standard deviation of added Gaussian noise.
+        dihedral: apply a random flip / 90-degree rotation.
+        min_target_kept: a crop must keep at least this fraction of the target (else another crop
+            is drawn, and after a few tries the whole image is used).
+    """
+
+    zoom: tuple[float, float] = (0.8, 1.0)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    contrast: tuple[float, float] = (0.8, 1.25)
+    noise: tuple[float, float] = (0.0, 0.04)
+    dihedral: bool = True
+    min_target_kept: float = 0.5
+
+    def __post_init__(self) -> None:
+        lo, hi = self.zoom
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"zoom: need 0 < min <= max <= 1, got ({lo}, {hi})")
+        for name in ("gamma", "contrast"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name}: need 0 < min <= max, got ({lo}, {hi})")
+        lo, hi = self.noise
+        if not 0 <= lo <= hi:
+            raise ValueError(f"noise: need 0 <= min <= max, got ({lo}, {hi})")
+        if not 0 <= self.min_target_kept <= 1:
+            raise ValueError(f"min_target_kept: must be in [0, 1], got {self.min_target_kept}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("zoom", "gamma", "contrast", "noise"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AugmentSpec":
+        d = dict(d)
+        for k in ("zoom", "gamma", "contrast", "noise"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _resample(array: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """Bilinear resampling of the box (top, left, height, width) of a float (H, W) array to (size, size).
+
+    Antialiased like scikit-image's ``resize``: a Gaussian of sigma ``(scale - 1) / 2`` first.
+    """
+    top, left, bh, bw = box
+    sy, sx = bh / size, bw / size
+    sigma = (max(0.0, (sy - 1) / 2), max(0.0, (sx - 1) / 2))
+    if max(sigma) > 0:
+        array = ndimage.gaussian_filter(array, sigma, mode="nearest")
+    yy = top + (np.arange(size) + 0.5) * sy - 0.5
+    xx = left + (np.arange(size) + 0.5) * sx - 0.5
+    coords = np.stack(np.meshgrid(yy, xx, indexing="ij"))
+    return ndimage.map_coordinates(array, coords, order=1, mode="nearest", prefilter=False)
+
+
+def augment_example(
+    rng: np.random.Generator, image: np.ndarray, target: np.ndarray, size: int = WORK_SIZE, spec: AugmentSpec = AugmentSpec()
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random augmentation of one real example at the working size.
+
+    Args:
+        rng: every draw comes from it.
+        image: float (H, W) in [0, 1].
+        target: bool (H, W), not empty.
+        size: the output side.
+        spec: the augmentation ranges.
+    Returns:
+        ``image`` float32 (size, size) normalised to [0, 1] as at inference, and ``target`` bool
+        (size, size), not empty (a target lost to the resampling is kept as the pixels it overlaps).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    target = np.asarray(target, dtype=bool)
+    if spec.dihedral:
+        code = int(rng.integers(8))
+        if code & 4:
+            image, target = image[:, ::-1], target[:, ::-1]
+        image, target = np.rot90(image, code & 3), np.rot90(target, code & 3)
+    h, w = image.shape
+    total = max(int(target.sum()), 1)
+    box = (0.0, 0.0, float(h), float(w))
+    for _ in range(5):
+        bh, bw = h * rng.uniform(*spec.zoom), w * rng.uniform(*spec.zoom)
+        top, left = rng.uniform(0, h - bh), rng.uniform(0, w - bw)
+        r0, r1 = int(np.floor(top)), int(np.ceil(top + bh))
+        c0, c1 = int(np.floor(left)), int(np.ceil(left + bw))
+        if target[r0:r1, c0:c1].sum() >= spec.min_target_kept * total:
+            box = (top, left, bh, bw)
+            break
+    img = _resample(np.ascontiguousarray(image), box, size)
+    tgt_f = _resample(np.ascontiguousarray(target, dtype=np.float32), box, size)
+    tgt = tgt_f >= 0.5
+    if not tgt.any():  # a thin target can fall below one half everywhere: keep what it overlaps
+        tgt = tgt_f > 0
+    if not tgt.any():
+        tgt[np.unravel_index(int(np.argmax(tgt_f)), tgt_f.shape)] = True
+    # Intensity: gamma, contrast around the mean, noise; then the inference normalisation.
+    img = np.clip(img, 0.0, 1.0) ** float(np.exp(rng.uniform(np.log(spec.gamma[0]), np.log(spec.gamma[1]))))
+    mean = float(img.mean())
+    img = (img - mean) * rng.uniform(*spec.contrast) + mean
+    img = img + rng.normal(0.0, rng.uniform(*spec.noise), size=img.shape)
+    return normalize_image(img), tgt
+
+
+def _by_task(examples: Sequence[Example]) -> list[list[Example]]:
+    tasks: dict[str, list[Example]] = {}
+    for ex in examples:
+        tasks.setdefault(ex.task, []).append(ex)
+    return [tasks[t] for t in sorted(tasks)]
+
+
+def build_medical_pool(
+    n_pairs: int,
+    seed: int,
+    train_tasks: Sequence[str] = DEFAULT_TRAIN_TASKS,
+    medscribble_path: str | Path = DEFAULT_MEDSCRIBBLE,
+    real_fraction: float = 0.5,
+    pair_spec: PairSpec = PairSpec(),
+    synth_spec: SynthSpec = SynthSpec(),
+    augment_spec: AugmentSpec = AugmentSpec(),
+    size: int = WORK_SIZE,
+    examples: Sequence[Example] | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Training pairs from synthetic and real images: (n_pairs, 5, size, size).
+
+    Channels: normalised image, x_m, x_s, y_m, y_s. Pair ``j`` depends only on ``(seed, j)`` and the
+    real examples: it is real with probability ``real_fraction`` (then a task is drawn uniformly,
+    so every task weighs the same whatever its number of images, and one of its examples), else
+    synthetic.
+
+    Args:
+        n_pairs: pairs to draw (>= 1).
+        seed: seeds every draw.
+        train_tasks: MedScribble tasks the real examples come from.
+        medscribble_path: the MedScribble folder (read only when ``real_fraction`` > 0 and
+            ``examples`` is None).
+        real_fraction: probability that a pair comes from a real image, in [0, 1].
+        pair_spec: how inputs and added regions are drawn (its ``mode`` follows the model).
+        synth_spec: the synthetic images (its ``size`` is replaced by ``size``).
+        augment_spec: the real images' augmentation.
+        size: the working size.
+        examples: real examples to use instead of reading ``medscribble_path`` (all of them; no
+            task filter).
+        dtype: ``torch.float32``, or ``torch.uint8`` for a 4x smaller pool (image x 255, rounded;
+            masks 0/1): a 20,000-pair float pool is 6.5 GB, the uint8 one 1.6 GB.
+        progress: show a progress bar.
+    Returns:
+        float32 (values in [0, 1]) or uint8 (image 0-255, masks 0/1) tensor (n_pairs, 5, size, size).
+    Raises:
+        ValueError: naming the argument at fault.
+    """
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs: must be >= 1, got {n_pairs}")
+    if not 0 <= real_fraction <= 1:
+        raise ValueError(f"real_fraction: must be in [0, 1], got {real_fraction}")
+    if dtype not in (torch.float32, torch.uint8):
+        raise ValueError(f"dtype: must be torch.float32 or torch.uint8, got {dtype}")
+    if size < 16 or size % 8:
+        raise ValueError(f"size: must be a multiple of 8 >= 16, got {size}")
+    by_task: list[list[Example]] = []
+    if real_fraction > 0:
+        if examples is None:
+            examples = load_medscribble(medscribble_path, tasks=list(train_tasks))
+        by_task = _by_task(examples)
+        if not by_task:
+            raise ValueError("examples: no real examples, but real_fraction > 0")
+    synth_spec = replace(synth_spec, size=size)
+    pool = np.zeros((n_pairs, 5, size, size), dtype=np.uint8 if dtype == torch.uint8 else np.float32)
+    for j in tqdm(range(n_pairs), desc="pairs", disable=not progress, unit="pair", leave=False):
+        rng = np.random.default_rng([seed, j])
+        if by_task and rng.random() < real_fraction:
+            group = by_task[int(rng.integers(len(by_task)))]
+            ex = group[int(rng.integers(len(group)))]
+            image, target = augment_example(rng, ex.image, ex.target, size, augment_spec)
+            objects = None
+        else:
+            syn = make_synth_example(rng, synth_spec)
+            image, target, objects = syn.image, syn.target, syn.objects
+        pair = make_partial_pair(rng, target, pair_spec, objects)
+        if dtype == torch.uint8:
+            pool[j, 0] = np.round(image * 255.0).astype(np.uint8)
+            pool[j, 1:] = np.stack([pair.x_m, pair.x_s, pair.y_m, pair.y_s])
+        else:
+            pool[j] = np.stack([image, pair.x_m, pair.x_s, pair.y_m, pair.y_s])
+    return torch.from_numpy(pool)
+
+
+def pool_batch_to_float(batch: torch.Tensor) -> torch.Tensor:
+    """A pool batch as float32 (B, 5, S, S) in [0, 1], whichever dtype the pool holds."""
+    if batch.dtype == torch.uint8:
+        out = batch.float()
+        out[:, 0] /= 255.0
+        return out
+    return batch
+
+
+# --- held-out check ---------------------------------------------------------------------------------
+
+
+def heldout_tasks(medscribble_path: str | Path, train_tasks: Sequence[str]) -> list[str]:
+    """The MedScribble tasks under ``medscribble_path`` that are not training tasks, sorted."""
+    return [t for t in medscribble_tasks(medscribble_path) if t not in set(train_tasks)]
+
+
+def _padded_edt(region: np.ndarray) -> np.ndarray:
+    # The image border counts as the region's edge (as the simulator's click rule does).
+    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
+def click_start(target: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's click start: a positive click at the target's deepest pixel and a negative
+    one at the background's, each deciding a brush disk of its own label.
+
+    Args:
+        target: bool (H, W).
+        radius: brush radius; None = max(1, round(H / 64)).
+    Returns:
+        ``mask``, ``seg``: bool (H, W).
+    """
+    target = np.asarray(target, dtype=bool)
+    r = default_brush_radius(target.shape[0]) if radius is None else radius
+    mask = np.zeros_like(target)
+    for region in (target, ~target):
+        if region.any():
+            dt = _padded_edt(region)
+            point = np.unravel_index(int(np.argmax(dt)), dt.shape)
+            mask |= brush_disk(target.shape, (int(point[0]), int(point[1])), r) & region
+    return mask, mask & target
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: int = 0) -> dict[str, Any]:
+    """A small, honest check on images of tasks the model never saw, from the simulator's click start.
+
+    For each example: the start (one positive, one negative click), then ``k`` sampled proposals and
+    the z = 0 proposal. Undecided pixels count as background in every Dice.
+
+    Args:
+        model: a :class:`probseg.ProbSeg`.
+        examples: the held-out examples (e.g. the unseen MedScribble tasks').
+        k: sampled proposals per image.
+        seed: seeds the samples (image ``i`` uses ``seed + i``).
+    Returns:
+        ``heldout_n_images``; ``heldout_tasks``; ``heldout_start_dice`` (the clicks alone, for
+        calibration); ``heldout_dice_z0`` (the z = 0 proposal); ``heldout_dice_best_of_k`` (the best
+        of the k samples); ``heldout_added_px`` (newly decided pixels per proposal, mean over the k
+        samples); ``heldout_added_accuracy`` (the fraction of those pixels labelled as the target
+        labels them, pooled over all samples); ``heldout_dice_z0_by_task``; ``heldout_k``.
+    """
+    if not examples:
+        raise ValueError("examples: no held-out examples")
+    start_d, z0_d, best_d, added, right, by_task = [], [], [], [], 0, {}
+    total_added = 0
+    for i, ex in enumerate(examples):
+        mask, seg = click_start(ex.target)
+        start_d.append(_dice(seg, ex.target))
+        m0, s0 = model.propose(ex.image, mask, seg, k=1, mean=True)
+        z0 = _dice(s0[0], ex.target)
+        z0_d.append(z0)
+        by_task.setdefault(ex.task, []).append(z0)
+        masks, segs = model.propose(ex.image, mask, seg, k=k, seed=seed + i)
+        best_d.append(max(_dice(s, ex.target) for s in segs))
+        new = masks & ~mask[None]
+        added.append(float(new.sum(axis=(1, 2)).mean()))
+        total_added += int(new.sum())
+        right += int((new & (segs == ex.target[None])).sum())
+    return {
+        "heldout_n_images": len(examples),
+        "heldout_tasks": sorted(by_task),
+        "heldout_k": int(k),
+        "heldout_start_dice": float(np.mean(start_d)),
+        "heldout_dice_z0": float(np.mean(z0_d)),
+        "heldout_dice_best_of_k": float(np.mean(best_d)),
+        "heldout_added_px": float(np.mean(added)),
+        "heldout_added_accuracy": float(right / total_added) if total_added else float("nan"),
+        "heldout_dice_z0_by_task": {t: float(np.mean(v)) for t, v in sorted(by_task.items())},
+    }
