@@ -9,6 +9,7 @@ and study directories is :mod:`simulator.report`'s.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,9 @@ __all__ = [
     "metric_matrix",
     "arm_effort_counts",
     "image_codes",
+    "session_tasks",
+    "arm_start",
+    "annotator_index",
 ]
 
 # The metrics of summary.csv and comparison.csv, in order. ``nof_T`` is a count of sessions that
@@ -199,3 +203,30 @@ def image_codes(arm: Arm) -> tuple[np.ndarray, int]:
     images = arm.sessions["image"].astype(str).to_numpy()
     uniq, codes = np.unique(images, return_inverse=True)
     return codes.astype(np.int64), int(len(uniq))
+
+
+def session_tasks(arm: Arm) -> np.ndarray:
+    """Each session's task (``CAMUS``, ``disks``, ...): str array (n_sessions,), in ``arm.sessions`` order.
+
+    Runs written before sessions carried a ``task`` column count as one task, ``""``.
+    """
+    if "task" not in arm.sessions.columns:
+        return np.full(len(arm.sessions), "", dtype=object)
+    return arm.sessions["task"].fillna("").astype(str).to_numpy(dtype=object)
+
+
+def arm_start(arm: Arm) -> str:
+    """The arm's start input (``clicks``, ``scribbles``, ``human``, ...): its settings', else its sessions'."""
+    start = arm.settings.get("start")
+    if start is None and "start" in arm.sessions.columns and len(arm.sessions):
+        start = arm.sessions["start"].iloc[0]
+    return "" if start is None else str(start)
+
+
+_ANNOTATOR = re.compile(r"^annotator-(\d+)$")
+
+
+def annotator_index(target: str) -> int | None:
+    """N of a human-start session's target ``annotator-N``; None for any other target."""
+    m = _ANNOTATOR.match(str(target))
+    return int(m.group(1)) if m else None

@@ -22,7 +22,7 @@ from probseg.data.disks import TRAIN_SEED
 
 from .methods import tune_random_walker_beta
 
-__all__ = ["TUNED_PATH", "tuned_beta", "tune_disks", "main"]
+__all__ = ["TUNED_PATH", "tuned_beta", "tune_disks", "tune_real", "main"]
 
 TUNED_PATH = Path(__file__).resolve().parent / "tuned_baselines.json"
 DEFAULT_BETAS = (10.0, 30.0, 60.0, 130.0, 250.0, 500.0, 1000.0, 2000.0)
@@ -56,12 +56,39 @@ def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, se
     return out
 
 
+def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0) -> dict[str, dict]:
+    """Tune both random walkers on the images of a real *training* dataset (its targets as drawn).
+
+    ``dataset`` is a session-dataset name (e.g. ``medscribble:PATH?tasks=ACDC,BTCV,HipXRay,STARE``,
+    the medical models' training tasks); it must not include any task a study evaluates on.
+    """
+    from .datasets import make_dataset
+
+    ds = make_dataset(dataset, None, start="clicks")
+    cases = [ds.case(i, seed) for i in range(len(ds))]
+    images = [c.image for c in cases]
+    targets = [c.target for c in cases]
+    out: dict[str, dict] = {}
+    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
+        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed)
+        out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
+    out["tasks"] = ds.session_tasks()  # type: ignore[assignment]
+    out["n_images"] = len(images)  # type: ignore[assignment]
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="probseg-tune-baselines",
-        description="Tune the random walker's beta on disk TRAINING images and rewrite tuned_baselines.json.",
+        description=(
+            "Tune the random walker's beta on TRAINING images (disks, or the real training tasks) and update "
+            "that entry of tuned_baselines.json."
+        ),
     )
-    p.add_argument("--n-images", type=int, default=100, help="training images used")
+    p.add_argument("--dataset", default="disks",
+                   help="disks, or a real training dataset, e.g. 'medscribble:../shared/medscribble?tasks=ACDC,BTCV,HipXRay,STARE'")
+    p.add_argument("--entry", default=None, help="the JSON entry to write (default: disks, or medical for real data)")
+    p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
     return p
@@ -73,17 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.n_images < 1:
         raise ValueError(f"--n-images: must be >= 1, got {args.n_images}")
-    result = tune_disks(args.n_images, seed=args.seed)
+    entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
+    result = tune_disks(args.n_images, seed=args.seed) if args.dataset == "disks" else tune_real(args.dataset, seed=args.seed)
     command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    record = {
-        "disks": result,
-        "protocol": "clicks start, 3 RITM corrections, policy first; score = Dice after the corrections; "
-        "disk training split only",
-        "command": command.strip(),
-        "betas": list(DEFAULT_BETAS),
-    }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({m: v["beta"] for m, v in result.items()}))
+    out = Path(args.out)
+    try:
+        record = json.loads(out.read_text()) if out.exists() else {}
+    except ValueError:
+        raise ValueError(f"--out: {out} is not valid JSON") from None
+    record.setdefault("protocol", "clicks start, 3 RITM corrections, policy first; score = mean Dice over the "
+                      "4 iterations; training images only")
+    record["betas"] = list(DEFAULT_BETAS)
+    record[entry] = {**result, "dataset": args.dataset, "command": command.strip()}
+    record.pop("command", None)  # commands now live in each entry
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({m: v["beta"] for m, v in result.items() if isinstance(v, dict)}))
     return 0
 
 

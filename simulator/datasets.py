@@ -77,6 +77,10 @@ class SessionDataset:
     def case(self, index: int, seed: int) -> SessionCase:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def session_tasks(self) -> list[str]:
+        """The tasks the sessions' images belong to, sorted (checked against a model's training tasks)."""
+        return []
+
 
 class DiskSessions(SessionDataset):
     """One session per held-out disk image; the target is a uniformly drawn non-empty disk subset.
@@ -92,6 +96,9 @@ class DiskSessions(SessionDataset):
             raise ValueError(f"n_sessions: must be >= 1, got {n}")
         self.n = n
         self.spec = spec
+
+    def session_tasks(self) -> list[str]:
+        return ["disks"]
 
     def __len__(self) -> int:
         return self.n
@@ -193,6 +200,10 @@ class RealSessions(SessionDataset):
 
     def __len__(self) -> int:
         return len(self.sessions())
+
+    def session_tasks(self) -> list[str]:
+        examples = self.examples
+        return sorted({examples[e].task for e, _ in self.sessions()})
 
     def case(self, index: int, seed: int) -> SessionCase:
         """Session ``index``; ``seed`` is unused: real images and targets are fixed.

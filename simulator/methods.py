@@ -158,7 +158,9 @@ class RandomWalkerMethod:
             pixels whose foreground probability is > ``1 - confidence`` or < ``confidence``. Being
             partial, it is fed the accepted state, so every accepted decided pixel becomes a seed.
         confidence: the partial variant's margin (0.05 by the protocol).
-        mode, tol: passed to ``skimage.segmentation.random_walker``.
+        mode, tol: passed to ``skimage.segmentation.random_walker``. The default ``bf`` solves the
+            linear system exactly with a sparse direct solver: on 256x256 images it is ~6x faster here
+            than the conjugate-gradient ``cg_j`` (pyamg for ``cg_mg`` is not installed), and exact.
     The walker is deterministic: ``multi`` is False and there are no scores.
     """
 
@@ -169,7 +171,7 @@ class RandomWalkerMethod:
         beta: float = 130.0,
         partial: bool = False,
         confidence: float = 0.05,
-        mode: str = "cg_j",
+        mode: str = "bf",
         tol: float = 1e-3,
         name: str | None = None,
     ) -> None:
@@ -233,11 +235,15 @@ class RandomWalkerMethod:
 
 
 # The probseg methods' default checkpoints (loaded on first proposal) and the walkers' variant.
+# ``checkpoint``: the default on synthetic disks; ``real_checkpoint``: the default on real images
+# (the medical models, trained on other tasks than those a real-data study evaluates).
 METHODS: dict[str, dict[str, Any]] = {
-    "probseg": {"checkpoint": "disks", "mean": False, "kind": "partial"},
-    "probseg-mean": {"checkpoint": "disks", "mean": True, "kind": "partial"},
-    "probseg-complete": {"checkpoint": "disks-complete", "mean": False, "kind": "complete"},
-    "unet-complete": {"checkpoint": "disks-unet-complete", "mean": False, "kind": "complete"},
+    "probseg": {"checkpoint": "disks", "real_checkpoint": "medical", "mean": False, "kind": "partial"},
+    "probseg-mean": {"checkpoint": "disks", "real_checkpoint": "medical", "mean": True, "kind": "partial"},
+    "probseg-complete": {"checkpoint": "disks-complete", "real_checkpoint": "medical-complete", "mean": False,
+                         "kind": "complete"},
+    "unet-complete": {"checkpoint": "disks-unet-complete", "real_checkpoint": "medical-unet-complete", "mean": False,
+                      "kind": "complete"},
     "random-walker": {"partial": False},
     "random-walker-partial": {"partial": True},
 }

@@ -686,17 +686,24 @@ def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple
                      "pixel is given for calibration); target Dice@K is the best of K samples against the input's "
                      "own target.")
         lines.append("")
+        # One column per checkpoint and one for the paper, so a reader compares along a row.
+        from probseg.evaluate import PAPER_VALUES
+
+        names = [str(c) for c in df["checkpoint"]] if "checkpoint" in df.columns else [str(i) for i in range(len(df))]
         rows = []
-        for _, r in df.iterrows():
-            cells = []
-            for c in df.columns:
-                v = r[c]
+        for c in df.columns:
+            if c == "checkpoint":
+                continue
+            cells = [f"`{c}`"]
+            for v in df[c]:
                 if isinstance(v, (float, np.floating)):
                     cells.append("–" if not math.isfinite(v) else f"{v:.1f}" if c.endswith("_px") else f"{v:.3f}")
                 else:
                     cells.append(str(v))
+            paper = PAPER_VALUES.get(c)
+            cells.append("" if paper is None else f"{paper:g}")
             rows.append(cells)
-        lines += _md_table(list(df.columns), rows) + [""]
+        lines += _md_table(["metric", *[f"`{n}`" for n in names], "paper"], rows) + [""]
     else:
         warns.append(f"the study names {csv} for the reproduce table, but it does not exist")
         lines += [f"(No table: `{csv.name}` was not found.)", ""]
@@ -867,10 +874,11 @@ def write_report(
                          f"({a.effort_model()} vs {r.effort_model()}); their effort is not comparable")
 
     written: dict[str, Path] = {}
-    _write_csv(summary, out / "summary.csv")
-    written["summary.csv"] = out / "summary.csv"
-    _write_csv(comparison, out / "comparison.csv")
-    written["comparison.csv"] = out / "comparison.csv"
+    if arms:  # a reproduce-only study has no arm tables
+        _write_csv(summary, out / "summary.csv")
+        written["summary.csv"] = out / "summary.csv"
+        _write_csv(comparison, out / "comparison.csv")
+        written["comparison.csv"] = out / "comparison.csv"
 
     figs: list[tuple[str, Path]] = []
     if figures and arms:

@@ -110,14 +110,25 @@ class RunSettings:
             kw["epsilon"] = self.epsilon
         return make_policy(self.policy, **kw)
 
+    @property
+    def real_data(self) -> bool:
+        """True for real images (any dataset but the synthetic disks)."""
+        return self.dataset != "disks"
+
     def make_method(self) -> Method:
+        """The arm's method; on real images the defaults are the medical checkpoints and the walker's
+        beta tuned on the real training tasks."""
         kw: dict[str, Any] = {}
         if self.method.startswith("random-walker"):
             from .baselines import tuned_beta
 
-            kw["beta"] = self.rw_beta if self.rw_beta is not None else tuned_beta(self.method)
+            family = "medical" if self.real_data else "disks"
+            kw["beta"] = self.rw_beta if self.rw_beta is not None else tuned_beta(self.method, family)
             return make_method(self.method, **kw)
-        return make_method(self.method, checkpoint=self.checkpoint)
+        checkpoint = self.checkpoint
+        if checkpoint is None and self.real_data:
+            checkpoint = METHODS[self.method]["real_checkpoint"]
+        return make_method(self.method, checkpoint=checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -249,6 +260,25 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     _write_text_atomic(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n", cfg_path)
 
 
+def check_unseen_tasks(method: Method, dataset: SessionDataset) -> None:
+    """Refuse to evaluate a model on a task it was trained on (the checkpoint records its tasks).
+
+    Raises:
+        ValueError: naming ``checkpoint``, the overlapping tasks and the dataset.
+    """
+    model = getattr(method, "model", None)
+    trained = set(getattr(model, "trained_tasks", []) or []) - {"disks"}
+    if not trained:
+        return
+    tasks = set(dataset.session_tasks())
+    seen = sorted(trained & tasks)
+    if seen:
+        raise ValueError(
+            f"checkpoint: {getattr(model, 'name', 'the model')} was trained on {', '.join(seen)}, which this dataset "
+            f"includes; evaluate it on unseen tasks only (e.g. medscribble:PATH?tasks=...)"
+        )
+
+
 def _probe_address(address: str, timeout: float = 10.0) -> None:
     """Fail fast (within ``timeout`` s) when a Ray address cannot be reached."""
     if address in ("auto", "local"):
@@ -317,12 +347,13 @@ def run(
         _probe_address(address)
     method = settings.make_method()
     _ = method.kind  # loads a checkpoint now, so a missing or corrupt one fails before any work
+    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.start)
+    check_unseen_tasks(method, dataset)
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = RESULTS_DIR / f"{stamp}-{settings.method}-{settings.policy}-k{settings.k}"
     out = Path(out)
     _prepare_out(out, settings, method)
-    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.start)
     chunks = _chunks(len(dataset), settings.chunk_size)
     paths = [(out / "chunks" / f"steps-{j:05d}.parquet", out / "chunks" / f"sessions-{j:05d}.parquet") for j in range(len(chunks))]
     todo = [j for j, (sp, ss) in enumerate(paths) if not (sp.exists() and ss.exists())]

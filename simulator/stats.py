@@ -1,4 +1,5 @@
-"""Statistics of the report: cluster (image) bootstrap CIs, the Wilcoxon signed-rank test and Holm.
+"""Statistics of the report: cluster (image) bootstrap CIs, the Wilcoxon signed-rank test, Holm, and
+the minimal detectable difference of a paired design.
 
 Pure functions of NumPy arrays; nothing here knows about runs or arms. Every random draw comes
 from ``np.random.default_rng(seed)``, so the same seed gives the same numbers.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -19,6 +21,8 @@ __all__ = [
     "cluster_bootstrap",
     "wilcoxon_p",
     "holm",
+    "cluster_values",
+    "minimal_detectable_difference",
 ]
 
 DEFAULT_N_BOOT = 2000
@@ -141,3 +145,66 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adj, 1.0)
     return out
+
+
+def cluster_values(
+    values: np.ndarray, clusters: np.ndarray, n_clusters: int | None = None, statistic: str = "mean"
+) -> np.ndarray:
+    """Per-cluster mean (or sum) of each column, NaN entries left out.
+
+    Args:
+        values: float (n,) or (n, m), one row per session.
+        clusters: int (n,) in ``0..n_clusters-1``: each session's cluster (image).
+        n_clusters: the number of clusters (default: ``clusters.max() + 1``).
+        statistic: ``mean`` or ``sum``.
+    Returns:
+        float64 (n_clusters,) for 1-D ``values``, else (n_clusters, m); NaN where a cluster has no
+        finite value in that column.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    flat = v.ndim == 1
+    if flat:
+        v = v[:, None]
+    c = np.asarray(clusters, dtype=np.int64)
+    if c.shape != (v.shape[0],):
+        raise ValueError(f"clusters: expected shape ({v.shape[0]},), got {c.shape}")
+    if statistic not in ("mean", "sum"):
+        raise ValueError(f"statistic: expected 'mean' or 'sum', got {statistic!r}")
+    n = (int(c.max()) + 1 if c.size else 0) if n_clusters is None else int(n_clusters)
+    ok = np.isfinite(v)
+    sums = np.zeros((n, v.shape[1]))
+    counts = np.zeros((n, v.shape[1]))
+    np.add.at(sums, c, np.where(ok, v, 0.0))
+    np.add.at(counts, c, ok.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums if statistic == "sum" else sums / counts
+    out = np.where(counts > 0, out, np.nan)
+    return out[:, 0] if flat else out
+
+
+def minimal_detectable_difference(
+    cluster_diffs: np.ndarray, alpha: float = 0.05, power: float = 0.8, statistic: str = "mean"
+) -> tuple[float, float, int]:
+    """The smallest true difference a paired design detects with the given power (normal approximation).
+
+    ``cluster_diffs`` holds one paired difference per cluster (image): the mean over the image's
+    sessions of (arm - reference). With ``n`` finite entries of standard deviation ``sd`` (ddof 1),
+    ``MDD = (z_{1 - alpha/2} + z_{power}) * sd / sqrt(n)`` for a mean; for a sum over sessions
+    (``statistic="sum"``, the NoF counts: pass per-image sums) ``... * sd * sqrt(n)``.
+
+    Returns:
+        ``(mdd, sd, n)``; ``mdd`` and ``sd`` are NaN when fewer than 2 clusters have a finite value.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: must be in (0, 1), got {alpha}")
+    if not 0.0 < power < 1.0:
+        raise ValueError(f"power: must be in (0, 1), got {power}")
+    d = np.asarray(cluster_diffs, dtype=np.float64).ravel()
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    if n < 2:
+        return float("nan"), float("nan"), n
+    sd = float(np.std(d, ddof=1))
+    z = NormalDist().inv_cdf(1.0 - alpha / 2.0) + NormalDist().inv_cdf(power)
+    scale = math.sqrt(n) if statistic == "sum" else 1.0 / math.sqrt(n)
+    return float(z * sd * scale), sd, n

@@ -12,6 +12,8 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
     description = "one line"              # shown by `probseg-study list`
     notes = "free text"                   # shown at the top of the report
     dataset = "disks"                     # any dataset simulator.datasets.make_dataset accepts
+    train_tasks = ["ACDC", "BTCV"]        # real data: the tasks the models were trained on; the
+                                          #   study refuses a dataset that includes one of them
     sessions = 1000                       # sessions per arm (default: the dataset's)
     seed = 0                              # session seed: every arm sees the same images and targets
     reference = "unet-complete"           # the label of the arm every other arm is compared with
@@ -97,7 +99,7 @@ ENDPOINTS = (
 )
 
 _TOP_KEYS = {
-    "name", "description", "notes", "dataset", "sessions", "seed", "reference", "primary_endpoint",
+    "name", "description", "notes", "dataset", "train_tasks", "sessions", "seed", "reference", "primary_endpoint",
     "thresholds", "quick_sessions", "quick_max_iters", "protocol", "effort", "bootstrap", "training",
     "variants", "arms", "reproduce",
 }
@@ -156,6 +158,7 @@ class Study:
     description: str = ""
     notes: str = ""
     dataset: str = "disks"
+    train_tasks: list[str] = field(default_factory=list)
     sessions: int | None = None
     seed: int = 0
     reference: str | None = None
@@ -248,6 +251,10 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     study.description = _typed(raw.get("description", ""), str, "description", "a string")
     study.notes = _typed(raw.get("notes", ""), str, "notes", "a string")
     study.dataset = _typed(raw.get("dataset", "disks"), str, "dataset", "a string")
+    train_tasks = raw.get("train_tasks", [])
+    if not isinstance(train_tasks, list) or not all(isinstance(t, str) for t in train_tasks):
+        raise _err("train_tasks", f"expected a list of task names, got {train_tasks!r}")
+    study.train_tasks = list(train_tasks)
     if "sessions" in raw:
         study.sessions = _typed(raw["sessions"], int, "sessions", "an integer >= 1")
         if study.sessions < 1:
@@ -310,6 +317,13 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     if not arms_raw and study.reproduce is None:
         raise _err("arms", "a study needs at least one [[arms]] entry or a [reproduce] section")
     study.arms = _resolve_arms(study, arms_raw, protocol, effort, variants)
+    if study.train_tasks and study.arms:
+        from .datasets import make_dataset
+
+        seen = sorted(set(study.train_tasks) & set(make_dataset(study.dataset).session_tasks()))
+        if seen:
+            raise _err("dataset", f"includes the training task(s) {', '.join(seen)} listed in train_tasks; "
+                                  "a study evaluates on unseen tasks only")
     if study.arms:
         labels = [a.label for a in study.arms]
         if "reference" not in raw:
@@ -571,6 +585,7 @@ def study_record(study: Study, quick: bool) -> dict[str, Any]:
         "source": str(study.path) if study.path else "",
         "definition": study.raw,
         "dataset": study.dataset,
+        "train_tasks": study.train_tasks,
         "reference": study.reference,
         "primary_endpoint": study.primary_endpoint,
         "thresholds": study.thresholds,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from simulator.session import TIMING_KEYS
 from simulator.study import ENDPOINTS, find_study, list_studies, load_study, main, parse_study
 
 SHIPPED = ("paper", "disks-k-sweep", "noisy-annotator", "protocol")
@@ -153,3 +155,39 @@ def test_quick_run_writes_study_json(tmp_path: Path) -> None:
     for arm in record["arms"]:
         assert (out / arm["run_dir"] / "sessions.parquet").exists()
         assert arm["settings"]["n_sessions"] == 6
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_study_runs_quick_end_to_end(name: str, tmp_path: Path) -> None:
+    """Every shipped study runs whole (arms, reproduction, report, figures) at --quick size."""
+    out = tmp_path / name
+    assert main(["run", name, "--quick", "--workers", "0", "--no-progress", "--out", str(out)]) == 0
+    record = json.loads((out / "study.json").read_text())
+    report = (out / "report.md").read_text()
+    assert record["quick"] is True and "Quick study" in report
+    if record["arms"]:
+        summary = pd.read_csv(out / "summary.csv")
+        assert list(summary["label"]) == [a["label"] for a in record["arms"]]
+        assert (out / "comparison.csv").exists() and (out / "noc90.png").stat().st_size > 0
+    if record["reproduce"]:
+        repro = pd.read_csv(out / "reproduce.csv")
+        assert set(repro["checkpoint"]) == set(load_study(name).reproduce["checkpoints"])
+        for fig in record["reproduce"]["figures"]:
+            assert (out / fig).stat().st_size > 0
+
+
+def test_quick_study_twice_gives_identical_tables(tmp_path: Path) -> None:
+    """Reproducibility: the same study run twice gives byte-identical tables (timings are not in them)."""
+    from simulator.study import run_study
+
+    study = parse_study(_minimal(arms=[
+        {"label": "rw", "method": "random-walker", "policy": "first", "k": 1},
+        {"label": "probseg best-of-{k}", "method": "probseg", "policy": "noisy-best-of-k", "k": 4, "epsilon": 0.3},
+    ]))
+    a = run_study(study, tmp_path / "a", quick=True, workers=0, progress=False)
+    b = run_study(study, tmp_path / "b", quick=True, workers=0, progress=False)
+    for name in ("summary.csv", "comparison.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    steps_a = pd.read_parquet(a / "runs" / "probseg-best-of-4" / "steps.parquet").drop(columns=list(TIMING_KEYS))
+    steps_b = pd.read_parquet(b / "runs" / "probseg-best-of-4" / "steps.parquet").drop(columns=list(TIMING_KEYS))
+    pd.testing.assert_frame_equal(steps_a, steps_b)

@@ -1,13 +1,16 @@
-"""Synthetic data: disks, random shapes, partial-segmentation pairs, intensity normalisation."""
+"""Data: synthetic disks, random shapes and SynthMorph-style images, partial-segmentation pairs,
+real-image loaders (MedScribble, NIfTI manifests, image folders), intensity normalisation."""
 
 from .disks import DiskImage, DiskSpec, all_subset_masks, make_disk_dataset, make_disk_image, subset_mask
 from .examples import Example
 from .folder import load_image_folder
 from .intensity import normalize_image
+from .medical import build_medical_pool
 from .medscribble import load_medscribble, medscribble_tasks
 from .nifti import load_nifti_manifest
 from .partials import PairSpec, PartialPair, brush_disk, click_input, make_partial_pair, object_masks, stroke_input
 from .shapes import random_label_map, random_shape, random_shape_with_area
+from .synth import SynthSpec, make_synth_example
 
 __all__ = [
     "DiskImage",
@@ -15,8 +18,10 @@ __all__ = [
     "Example",
     "PairSpec",
     "PartialPair",
+    "SynthSpec",
     "all_subset_masks",
     "brush_disk",
+    "build_medical_pool",
     "click_input",
     "load_image_folder",
     "load_medscribble",
@@ -24,6 +29,7 @@ __all__ = [
     "make_disk_dataset",
     "make_disk_image",
     "make_partial_pair",
+    "make_synth_example",
     "medscribble_tasks",
     "normalize_image",
     "object_masks",
