@@ -3,8 +3,9 @@
 An :class:`Arm` is one finished run directory (what :func:`simulator.runner.run` writes) as the report
 holds it: its config, its sessions and the step columns the report needs. Here too are the metrics
 the report knows (:data:`METRICS`, their labels and which way is better), each arm's per-session
-metric values and effort counts, and its sessions' image clusters for the bootstrap. Loading run
-and study directories is :mod:`simulator.report`'s.
+metric values and effort counts, its sessions' image clusters for the bootstrap, their tasks, its
+start input, and the annotator of a human-start session. Loading run and study directories is
+:mod:`simulator.report`'s.
 """
 
 from __future__ import annotations

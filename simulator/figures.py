@@ -1,4 +1,4 @@
-"""The report's figures: Dice curves with bootstrap bands, NoC per arm, K sweeps, and filmstrips.
+"""The report's figures: Dice curves with bootstrap bands (and per task), NoC per arm, K sweeps, and filmstrips.
 
 Every function draws on a bare matplotlib ``Figure`` (the Agg canvas; pyplot's global state and
 backend are never touched) and writes one PNG atomically. The curves are :mod:`simulator.curves`'
@@ -19,13 +19,14 @@ import pandas as pd
 
 from probseg.atomic import atomic_write
 
-from .arms import Arm, image_codes, lower_is_better, metric_label
+from .arms import Arm, image_codes, lower_is_better, metric_label, session_tasks
 from .curves import cumulative_effort, dice_at_clicks_matrix, dice_by_effort_matrix, dice_by_iteration_matrix
 from .stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights, cluster_bootstrap
 
 __all__ = [
     "DPI",
     "plot_dice_vs_clicks",
+    "plot_dice_vs_clicks_per_task",
     "plot_dice_vs_effort",
     "plot_dice_vs_iteration",
     "plot_noc90",
@@ -56,12 +57,16 @@ def _palette(n: int) -> list[Any]:
     return list(sns.color_palette("tab10" if n <= 10 else "husl", n))
 
 
-def _band_plot(ax: Any, x: np.ndarray, arms: Sequence[Arm], mats: Sequence[np.ndarray], weights: np.ndarray,
-               codes: np.ndarray, x_from: float | None = None) -> None:
-    """A mean line and 95% band per arm; the y axis spans the bands from ``x_from`` on."""
+def _band_plot(ax: Any, x: np.ndarray, arms: Sequence[Arm], mats: Sequence[np.ndarray],
+               weights: Sequence[np.ndarray], x_from: float | None = None) -> None:
+    """A mean line and 95% band per arm; the y axis spans the bands from ``x_from`` on.
+
+    Each arm's sessions are clustered by its own images, with its entry of ``weights`` (arms may hold
+    different sessions: a human start runs one session per annotator of an image).
+    """
     low = 1.0
-    for arm, mat, color in zip(arms, mats, _palette(len(arms))):
-        est, lo, hi = cluster_bootstrap(mat, codes, weights=weights)
+    for arm, mat, w, color in zip(arms, mats, weights, _palette(len(arms))):
+        est, lo, hi = cluster_bootstrap(mat, image_codes(arm)[0], weights=w)
         ax.plot(x, est, color=color, lw=1.6, label=arm.label)
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
         keep = np.isfinite(lo) & (x >= (x_from if x_from is not None else -np.inf))
@@ -72,21 +77,28 @@ def _band_plot(ax: Any, x: np.ndarray, arms: Sequence[Arm], mats: Sequence[np.nd
     ax.legend(fontsize=7, loc="lower right")
 
 
-def _boot_ctx(arms: Sequence[Arm], n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    codes, n_img = image_codes(arms[0])
-    return codes, bootstrap_weights(n_img, n_boot, seed)
+def _boot_weights(arms: Sequence[Arm], n_boot: int, seed: int) -> list[np.ndarray]:
+    """Each arm's bootstrap weights: one matrix per number of images, drawn from ``seed``."""
+    cache: dict[int, np.ndarray] = {}
+    out = []
+    for arm in arms:
+        _, n_img = image_codes(arm)
+        if n_img not in cache:
+            cache[n_img] = bootstrap_weights(n_img, n_boot, seed)
+        out.append(cache[n_img])
+    return out
 
 
 def plot_dice_vs_clicks(arms: Sequence[Arm], path: str | os.PathLike, n_boot: int = DEFAULT_N_BOOT,
                         seed: int = DEFAULT_SEED) -> Path:
     """Mean Dice against clicks 0..N (N: the most clicks any session reached), a line per arm with a
     95% image-bootstrap band; see :func:`dice_at_clicks_matrix`."""
-    codes, w = _boot_ctx(arms, n_boot, seed)
+    w = _boot_weights(arms, n_boot, seed)
     n = max(int(max(s["clicks_so_far"].max() for s in a.session_steps)) for a in arms)
     x = np.arange(n + 1)
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
-    _band_plot(ax, x, arms, [dice_at_clicks_matrix(a, n) for a in arms], w, codes)
+    _band_plot(ax, x, arms, [dice_at_clicks_matrix(a, n) for a in arms], w)
     ax.set_xlabel("clicks (start inputs included)")
     ax.set_ylabel("mean Dice")
     ax.set_title("Dice against clicks (95% CI, images resampled)", fontsize=10)
@@ -94,18 +106,59 @@ def plot_dice_vs_clicks(arms: Sequence[Arm], path: str | os.PathLike, n_boot: in
     return _save(fig, Path(path))
 
 
+def plot_dice_vs_clicks_per_task(arms: Sequence[Arm], path: str | os.PathLike) -> Path:
+    """Mean Dice against clicks 0..N, one panel per task (sorted), a line per arm; no CI bands (a task
+    holds only a few images). The clicks axis runs to the most clicks any session reached."""
+    tasks = sorted({str(t) for a in arms for t in session_tasks(a)})
+    n = max(int(max(s["clicks_so_far"].max() for s in a.session_steps)) for a in arms)
+    x = np.arange(n + 1)
+    n_cols = min(3, len(tasks))
+    n_rows = -(-len(tasks) // n_cols)
+    legend_h = 0.22 * -(-len(arms) // 4) + 0.15  # inches below the panels for the legend
+    height = 3.2 * n_rows + 0.4 + legend_h
+    fig = _figure(4.0 * n_cols, height)
+    colors = _palette(len(arms))
+    mats = [dice_at_clicks_matrix(a, n) for a in arms]
+    low = 1.0
+    axes = []
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(n_rows, n_cols, i + 1)
+        axes.append(ax)
+        n_img = 0
+        for arm, mat, color in zip(arms, mats, colors):
+            mask = session_tasks(arm) == task
+            if not mask.any():
+                continue
+            n_img = max(n_img, len(np.unique(arm.sessions["image"].astype(str).to_numpy()[mask])))
+            mean = mat[mask].mean(axis=0)
+            ax.plot(x, mean, color=color, lw=1.4, label=arm.label)
+            low = min(low, float(np.nanmin(mean)))
+        ax.set_title(f"{task or '(no task)'} ({n_img} image{'s' if n_img != 1 else ''})", fontsize=9)
+        ax.set_xlabel("clicks (start inputs included)", fontsize=8)
+        ax.set_ylabel("mean Dice", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+    for ax in axes:
+        ax.set_ylim(max(0.0, low - 0.03), 1.01)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    fig.suptitle("Dice against clicks per task (means; no CI bands)", fontsize=10)
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1 - 0.3 / height))
+    return _save(fig, Path(path))
+
+
 def plot_dice_vs_effort(arms: Sequence[Arm], path: str | os.PathLike, n_boot: int = DEFAULT_N_BOOT,
                         seed: int = DEFAULT_SEED, n_grid: int = 121) -> Path:
     """Mean Dice against annotator seconds on a common grid, a line per arm with a 95% band; see
     :func:`dice_by_effort_matrix`."""
-    codes, w = _boot_ctx(arms, n_boot, seed)
+    w = _boot_weights(arms, n_boot, seed)
     t_max = max(float(cumulative_effort(s, a.effort_model())[-1]) for a in arms for s in a.session_steps)
     grid = np.linspace(0.0, max(t_max, 1e-9), n_grid)
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
     # Before its first proposal a session shows nothing (Dice 0); the y axis starts where all arms have one.
     first = max(float(cumulative_effort(s, a.effort_model())[0]) for a in arms for s in a.session_steps)
-    _band_plot(ax, grid, arms, [dice_by_effort_matrix(a, grid) for a in arms], w, codes, x_from=first)
+    _band_plot(ax, grid, arms, [dice_by_effort_matrix(a, grid) for a in arms], w, x_from=first)
     ax.set_xlabel("annotator seconds (clicks, inspections, choices)")
     ax.set_ylabel("mean Dice")
     ax.set_title("Dice against effort (95% CI, images resampled)", fontsize=10)
@@ -116,12 +169,12 @@ def plot_dice_vs_effort(arms: Sequence[Arm], path: str | os.PathLike, n_boot: in
 def plot_dice_vs_iteration(arms: Sequence[Arm], path: str | os.PathLike, n_boot: int = DEFAULT_N_BOOT,
                            seed: int = DEFAULT_SEED) -> Path:
     """Mean Dice per iteration, a line per arm with a 95% image-bootstrap band."""
-    codes, w = _boot_ctx(arms, n_boot, seed)
+    w = _boot_weights(arms, n_boot, seed)
     n = max(int(s["iteration"].max()) for a in arms for s in a.session_steps)
     x = np.arange(1, n + 1)
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
-    _band_plot(ax, x, arms, [dice_by_iteration_matrix(a, n) for a in arms], w, codes)
+    _band_plot(ax, x, arms, [dice_by_iteration_matrix(a, n) for a in arms], w)
     ax.set_xlabel("iteration")
     ax.set_ylabel("mean Dice")
     ax.set_title("Dice per iteration (95% CI, images resampled)", fontsize=10)

@@ -9,9 +9,21 @@ is an *arm*. Output, in the ``out`` folder:
   bootstrap CI that resamples images (all sessions of an image move together: a cluster bootstrap);
 * ``comparison.csv``: each arm against the reference arm, per metric: the mean paired difference
   (arm - reference) with a paired cluster-bootstrap 95% CI, the Wilcoxon signed-rank p-value on the
-  per-session differences, Holm-adjusted p-values across arms (per metric) and the effort tie ratio;
-* ``report.md`` and PNG figures (Dice against clicks, annotator seconds and iterations; NoC@0.90
-  per arm; a K sweep when there is one; a replayed example session per method).
+  per-session differences, Holm-adjusted p-values across arms (per metric), the effort tie ratio and,
+  on the primary endpoint's rows, the minimal detectable difference (``mdd``);
+* for real-image studies (sessions of more than one task, or of one task other than ``disks``):
+  ``per_task.csv`` (per task and arm: the endpoint and NoC@0.90 with CIs over the task's images, and
+  the paired difference against the reference); for arms with the human start (one session per
+  annotator): ``per_annotator.csv``; for arms that differ only in start, one of them human:
+  ``starts.csv`` (each simulated start against the human start, paired by image);
+* ``report.md`` and PNG figures (Dice against clicks, annotator seconds and iterations; Dice
+  against clicks per task when there are several; NoC@0.90 per arm; a K sweep when there is one; a
+  replayed example session per method).
+
+Arms may hold different sessions (a human start runs one per annotator of an image, a simulated
+start one per image): each arm is paired with its reference, which must hold the same sessions, and
+each arm's CIs resample its own images. Arms on different images (a capped ``n_sessions`` reaches
+fewer images with the human start) are reported with a warning.
 
 Every random draw comes from ``np.random.default_rng(seed)``, so the CSV files are byte-identical
 from run to run. Timing columns (which differ from run to run) are never reported.
@@ -32,6 +44,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -45,16 +58,21 @@ from .arms import (
     EXTRA_METRICS,
     METRICS,
     Arm,
+    annotator_index,
     arm_effort_counts,
+    arm_start,
     image_codes,
+    lower_is_better,
     metric_label,
     metric_matrix,
     metric_statistic,
+    session_tasks,
 )
 from .curves import dice_at_clicks_matrix, dice_by_effort_matrix, dice_by_iteration_matrix
 from .figures import (
     DPI,  # noqa: F401  (re-exported, as before the split)
     plot_dice_vs_clicks,
+    plot_dice_vs_clicks_per_task,
     plot_dice_vs_effort,
     plot_dice_vs_iteration,
     plot_filmstrip,
@@ -63,7 +81,16 @@ from .figures import (
     replay_session,
 )
 from .metrics import EffortCounts, mean_counts, tie_choose_click_ratio
-from .stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights, cluster_bootstrap, holm, wilcoxon_p
+from .stats import (
+    DEFAULT_N_BOOT,
+    DEFAULT_SEED,
+    bootstrap_weights,
+    cluster_bootstrap,
+    cluster_values,
+    holm,
+    minimal_detectable_difference,
+    wilcoxon_p,
+)
 
 __all__ = [
     "METRICS",
@@ -84,12 +111,19 @@ __all__ = [
     "dice_by_iteration_matrix",
     "dice_by_effort_matrix",
     "plot_dice_vs_clicks",
+    "plot_dice_vs_clicks_per_task",
     "plot_dice_vs_effort",
     "plot_dice_vs_iteration",
     "plot_noc90",
     "plot_k_sweep",
     "replay_session",
     "plot_filmstrip",
+    "per_task_table",
+    "per_annotator_table",
+    "start_groups",
+    "starts_table",
+    "study_tasks",
+    "has_real_tasks",
     "write_report",
     "main",
 ]
@@ -237,20 +271,69 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any] | No
     return None, [load_run(p, lab) for p, lab in zip(paths, labels)], None
 
 
-def _check_paired(arms: Sequence[Arm]) -> None:
-    """Every arm must hold the same sessions (same (session, image, target) keys)."""
+def _session_keys(arm: Arm) -> np.ndarray:
+    return arm.sessions[list(KEY_COLUMNS)].astype(str).to_numpy()
+
+
+def _check_paired(arms: Sequence[Arm], references: Mapping[str, str] | None = None) -> None:
+    """Paired arms must hold the same sessions (same (session, image, target) keys).
+
+    Without ``references`` every arm is paired with the first; with it, each arm with its reference
+    (``{label: reference label}``), so arms of other starts (a human start runs one session per
+    annotator of an image, a simulated start one per image) may hold other sessions, and even other
+    images (a capped ``n_sessions`` reaches fewer images with the human start): see
+    :func:`_image_set_warning`.
+    """
     if not arms:
         return
-    ref = arms[0]
-    ref_keys = ref.sessions[list(KEY_COLUMNS)].astype(str).to_numpy()
-    for arm in arms[1:]:
-        keys = arm.sessions[list(KEY_COLUMNS)].astype(str).to_numpy()
-        if keys.shape != ref_keys.shape or not (keys == ref_keys).all():
+    by_label = {a.label: a for a in arms}
+    if references is None:
+        pairs = [(arm, arms[0]) for arm in arms[1:]]
+    else:
+        pairs = [(arm, by_label[references[arm.label]]) for arm in arms
+                 if references.get(arm.label, arm.label) != arm.label and references[arm.label] in by_label]
+    keys = {a.label: _session_keys(a) for a in arms}
+    for arm, ref in pairs:
+        k, rk = keys[arm.label], keys[ref.label]
+        if k.shape != rk.shape or not (k == rk).all():
             raise ValueError(
-                f"paths: arms {arm.label!r} ({len(keys)} sessions) and {ref.label!r} ({len(ref_keys)} sessions) "
+                f"paths: arms {arm.label!r} ({len(k)} sessions) and {ref.label!r} ({len(rk)} sessions) "
                 "ran on different sessions (session, image, target), so they cannot be paired; run them with "
                 "the same dataset, n_sessions and seed"
             )
+
+
+def _image_set(arm: Arm) -> np.ndarray:
+    return np.unique(arm.sessions["image"].astype(str).to_numpy())
+
+
+def _image_set_warning(arms: Sequence[Arm]) -> str | None:
+    """A warning when the arms did not all run on the same images, else None."""
+    if not arms:
+        return None
+    sets = {a.label: _image_set(a) for a in arms}
+    first = sets[arms[0].label]
+    if all(v.shape == first.shape and (v == first).all() for v in sets.values()):
+        return None
+    counts = ", ".join(f"{lab!r}: {len(v)}" for lab, v in sets.items())
+    return ("the arms did not all run on the same images (images per arm: " + counts + "; a capped n_sessions "
+            "reaches fewer images with the human start, which runs one session per annotator), so their rows of "
+            "summary.csv are over different images; each comparison pairs an arm with a reference on the same "
+            "sessions, and starts.csv uses the images common to a group's starts")
+
+
+class _Weights:
+    """Bootstrap weights per number of images, each drawn once from the report's seed (so arms on the
+    same number of images share one matrix, and a report's numbers do not depend on arm order)."""
+
+    def __init__(self, n_boot: int, seed: int, main: np.ndarray | None = None) -> None:
+        self.n_boot, self.seed = n_boot, seed
+        self.cache: dict[int, np.ndarray] = {} if main is None else {int(np.shape(main)[1]): np.asarray(main)}
+
+    def __call__(self, n: int) -> np.ndarray:
+        if n not in self.cache:
+            self.cache[n] = bootstrap_weights(n, self.n_boot, self.seed)
+        return self.cache[n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,18 +380,19 @@ def summary_table(
     """One row per arm: :data:`ID_COLUMNS`, then per metric ``M``, ``M_lo``, ``M_hi``.
 
     ``M`` is the mean over sessions (``nof_T``: the count of sessions that never reached Dice T); the
-    95% CI is a percentile bootstrap resampling images (cluster bootstrap).
+    95% CI is a percentile bootstrap resampling the arm's images (cluster bootstrap; ``weights``, from
+    :func:`bootstrap_weights`, is used for arms on as many images as it has columns). Arms need not
+    hold the same sessions (a human start runs one session per annotator).
     """
-    _check_paired(arms)
     cols = [*ID_COLUMNS] + [f"{m}{suf}" for m in metrics for suf in ("", "_lo", "_hi")]
     if not arms:
         return pd.DataFrame(columns=cols)
-    codes, n_img = image_codes(arms[0])
-    w = bootstrap_weights(n_img, n_boot, seed) if weights is None else weights
+    w_of = _Weights(n_boot, seed, weights)
     rows = []
     for arm in arms:
+        codes, n_img = image_codes(arm)
         est, lo, hi = cluster_bootstrap(metric_matrix(arm, metrics), codes,
-                                        statistic=[metric_statistic(m) for m in metrics], weights=w)
+                                        statistic=[metric_statistic(m) for m in metrics], weights=w_of(n_img))
         row = _arm_ids(arm, n_img)
         for j, m in enumerate(metrics):
             row[m], row[f"{m}_lo"], row[f"{m}_hi"] = float(est[j]), float(lo[j]), float(hi[j])
@@ -318,8 +402,11 @@ def summary_table(
 
 COMPARISON_COLUMNS = (
     "label", "reference", "metric", "primary", "statistic", "n_pairs", "value", "reference_value",
-    "diff", "diff_lo", "diff_hi", "p_wilcoxon", "p_holm", "tie_choose_click_ratio",
+    "diff", "diff_lo", "diff_hi", "p_wilcoxon", "p_holm", "tie_choose_click_ratio", "mdd",
 )
+# The minimal detectable difference: two-sided alpha and power of the paired design it assumes.
+MDD_ALPHA = 0.05
+MDD_POWER = 0.8
 
 
 def _reference_map(arms: Sequence[Arm], reference: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -362,22 +449,27 @@ def comparison_table(
     p-values Holm-adjusted across all the comparisons, per metric; ``primary`` marks the endpoint's
     rows; ``tie_choose_click_ratio`` is :func:`simulator.metrics.tie_choose_click_ratio` of the arm's
     and the reference's mean effort counts up to Dice 0.90, priced with the arm's effort constants.
-    Sessions are paired by (session, image, target); arms on other sessions are refused.
+    ``mdd`` (the endpoint's rows only, NaN elsewhere) is the minimal detectable difference at two-sided
+    alpha 0.05 and power 0.8 of this paired comparison: ``(z_0.975 + z_0.80) * sd_d / sqrt(n_images)``
+    with ``sd_d`` the SD of the per-image mean differences (sessions of an image are not independent;
+    for a NoF endpoint, a count: ``... * sd * sqrt(n_images)`` of the per-image sums), NaN with fewer
+    than 2 images. Sessions are paired by (session, image, target); an arm on other sessions than its
+    reference is refused.
     """
     refs = _reference_map(arms, reference)
-    _check_paired(arms)
+    _check_paired(arms, refs)
     pairs = [(a, next(r for r in arms if r.label == refs[a.label])) for a in arms if refs.get(a.label, a.label) != a.label]
     if not pairs:
         return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
-    codes, n_img = image_codes(arms[0])
-    w = bootstrap_weights(n_img, n_boot, seed) if weights is None else weights
+    w_of = _Weights(n_boot, seed, weights)
     stats = [metric_statistic(m) for m in metrics]
     cache: dict[str, tuple[np.ndarray, np.ndarray, EffortCounts]] = {}
 
     def arm_stats(arm: Arm) -> tuple[np.ndarray, np.ndarray, EffortCounts]:
         if arm.label not in cache:
             vals = metric_matrix(arm, metrics)
-            est, _, _ = cluster_bootstrap(vals, codes, statistic=stats, weights=w)
+            codes, n_img = image_codes(arm)
+            est, _, _ = cluster_bootstrap(vals, codes, statistic=stats, weights=w_of(n_img))
             cache[arm.label] = (vals, est, mean_counts(arm_effort_counts(arm)))
         return cache[arm.label]
 
@@ -385,24 +477,34 @@ def comparison_table(
     for arm, ref in pairs:
         vals, est, counts = arm_stats(arm)
         ref_vals, ref_est, ref_counts = arm_stats(ref)
+        codes, n_img = image_codes(arm)  # the same sessions as its reference, so the same images
         d = vals - ref_vals
-        dest, dlo, dhi = cluster_bootstrap(d, codes, statistic=stats, weights=w)
+        dest, dlo, dhi = cluster_bootstrap(d, codes, statistic=stats, weights=w_of(n_img))
         ps = [wilcoxon_p(d[:, j]) for j in range(len(metrics))]
         tie = tie_choose_click_ratio(counts, ref_counts, arm.effort_model())
         n_pairs = np.isfinite(d).sum(axis=0)
-        per_arm.append((arm, ref, est, ref_est, dest, dlo, dhi, ps, tie, n_pairs))
+        mdd = [_mdd(d[:, j], codes, n_img, stats[j])[0] if m == endpoint else float("nan")
+               for j, m in enumerate(metrics)]
+        per_arm.append((arm, ref, est, ref_est, dest, dlo, dhi, ps, tie, n_pairs, mdd))
     p_holm = np.stack([holm([pa[7][j] for pa in per_arm]) for j in range(len(metrics))], axis=1)
     rows = []
-    for i, (arm, ref, est, ref_est, dest, dlo, dhi, ps, tie, n_pairs) in enumerate(per_arm):
+    for i, (arm, ref, est, ref_est, dest, dlo, dhi, ps, tie, n_pairs, mdd) in enumerate(per_arm):
         for j, m in enumerate(metrics):
             rows.append({
                 "label": arm.label, "reference": ref.label, "metric": m, "primary": m == endpoint,
                 "statistic": "count" if stats[j] == "sum" else "mean", "n_pairs": int(n_pairs[j]),
                 "value": float(est[j]), "reference_value": float(ref_est[j]), "diff": float(dest[j]),
                 "diff_lo": float(dlo[j]), "diff_hi": float(dhi[j]), "p_wilcoxon": float(ps[j]),
-                "p_holm": float(p_holm[i, j]), "tie_choose_click_ratio": float(tie),
+                "p_holm": float(p_holm[i, j]), "tie_choose_click_ratio": float(tie), "mdd": float(mdd[j]),
             })
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def _mdd(d: np.ndarray, codes: np.ndarray, n_images: int, statistic: str) -> tuple[float, float, int]:
+    """:func:`minimal_detectable_difference` of per-session paired differences ``d`` (n_sessions,):
+    ``(mdd, sd, n)`` from the per-image means (NoF: per-image sums) of ``d``."""
+    return minimal_detectable_difference(cluster_values(d, codes, n_images, statistic), MDD_ALPHA, MDD_POWER,
+                                         statistic)
 
 
 def multi_seed_table(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -425,6 +527,280 @@ def multi_seed_table(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFr
                 row.update({f"{m}_mean": v.mean(), f"{m}_sd": v.std(ddof=1), f"{m}_min": v.min(), f"{m}_max": v.max()})
             rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------------
+# Real-image studies: per task, per annotator, simulated against human starts
+
+
+PER_TASK_COLUMNS = (
+    "task", "label", "reference", "variant", "start", "metric", "primary", "n_images", "n_sessions",
+    "value", "value_lo", "value_hi", "diff", "diff_lo", "diff_hi", "mdd",
+)
+PER_ANNOTATOR_COLUMNS = (
+    "label", "variant", "task", "metric", "annotator", "n_images", "value", "n_annotators",
+    "annotators_mean", "annotators_sd", "annotators_min", "annotators_max",
+)
+STARTS_COLUMNS = (
+    "group", "task", "metric", "primary", "start", "label", "human_label", "n_images", "value", "value_lo",
+    "value_hi", "diff_vs_human", "diff_lo", "diff_hi",
+)
+ALL_TASKS = "all"
+
+
+def study_tasks(arms: Sequence[Arm]) -> list[str]:
+    """The distinct tasks of the arms' sessions, sorted (``""`` for runs without a ``task`` column)."""
+    return sorted({str(t) for a in arms for t in session_tasks(a)})
+
+
+def has_real_tasks(arms: Sequence[Arm]) -> bool:
+    """Whether the report gets its per-task sections: more than one task, or one that is not ``disks``
+    (runs without a ``task`` column, one task ``""``, count as disks)."""
+    tasks = study_tasks(arms)
+    return len(tasks) > 1 or (len(tasks) == 1 and tasks[0] not in ("disks", ""))
+
+
+def _endpoint_metrics(endpoint: str) -> list[str]:
+    return list(dict.fromkeys([endpoint, "noc_90"]))
+
+
+def _sub_codes(codes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The image codes of the sessions in ``mask``, renumbered 0..n-1 (sorted image order kept)."""
+    uniq, sub = np.unique(codes[mask], return_inverse=True)
+    return sub.astype(np.int64), int(len(uniq))
+
+
+def _ci_or_nan(est: float, lo: float, hi: float, n_images: int) -> tuple[float, float, float]:
+    """A single image has no sampling distribution to resample: its CI is NaN."""
+    return (est, lo, hi) if n_images >= 2 else (est, float("nan"), float("nan"))
+
+
+def per_task_table(
+    arms: Sequence[Arm],
+    reference: str | Mapping[str, str] | None = None,
+    endpoint: str = DEFAULT_ENDPOINT,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
+    """Per task and arm, the endpoint and NoC@0.90 with 95% CIs that resample the task's images, and the
+    paired difference against the arm's reference within the task (columns :data:`PER_TASK_COLUMNS`).
+
+    One row per (task, arm, metric); tasks sorted, arms in the given order. ``value`` is the mean over
+    the task's sessions (``nof_T``: the count); ``diff`` the mean of the per-session differences (arm -
+    reference) with a paired bootstrap CI; ``mdd`` (endpoint rows of compared arms) the task's minimal
+    detectable difference as in :func:`comparison_table`. A task with a single image has NaN CIs and
+    ``mdd``; a reference arm (compared with itself) has NaN ``diff``. ``reference`` is as in
+    :func:`comparison_table`. Every bootstrap draws from ``seed``, so the table is deterministic.
+    """
+    refs = _reference_map(arms, reference)
+    _check_paired(arms, refs)
+    if not arms:
+        return pd.DataFrame(columns=list(PER_TASK_COLUMNS))
+    metrics = _endpoint_metrics(endpoint)
+    stats = [metric_statistic(m) for m in metrics]
+    by_label = {a.label: a for a in arms}
+    weights = _Weights(n_boot, seed)
+    vals = {a.label: metric_matrix(a, metrics) for a in arms}
+    rows = []
+    for task in study_tasks(arms):
+        for arm in arms:
+            ref = by_label[refs[arm.label]]
+            mask = session_tasks(arm) == task
+            if not mask.any():
+                continue
+            codes, n_t = _sub_codes(image_codes(arm)[0], mask)
+            w = weights(n_t)
+            v = vals[arm.label][mask]
+            est, lo, hi = cluster_bootstrap(v, codes, statistic=stats, weights=w)
+            compared = ref is not arm
+            if compared:
+                d = v - vals[ref.label][mask]
+                dest, dlo, dhi = cluster_bootstrap(d, codes, statistic=stats, weights=w)
+            for j, m in enumerate(metrics):
+                value, value_lo, value_hi = _ci_or_nan(float(est[j]), float(lo[j]), float(hi[j]), n_t)
+                diff = diff_lo = diff_hi = mdd = float("nan")
+                if compared:
+                    diff, diff_lo, diff_hi = _ci_or_nan(float(dest[j]), float(dlo[j]), float(dhi[j]), n_t)
+                    if m == endpoint:
+                        mdd = _mdd(d[:, j], codes, n_t, stats[j])[0]
+                rows.append({
+                    "task": task, "label": arm.label, "reference": ref.label, "variant": arm.variant,
+                    "start": arm_start(arm), "metric": m, "primary": m == endpoint, "n_images": n_t,
+                    "n_sessions": int(mask.sum()), "value": value, "value_lo": value_lo, "value_hi": value_hi,
+                    "diff": diff, "diff_lo": diff_lo, "diff_hi": diff_hi, "mdd": mdd,
+                })
+    df = pd.DataFrame(rows, columns=list(PER_TASK_COLUMNS))
+    for col in ("n_images", "n_sessions"):
+        df[col] = df[col].astype("int64")
+    return df
+
+
+def _annotator_arms(arms: Sequence[Arm]) -> list[Arm]:
+    """Arms with the human start whose sessions' targets name annotators (``annotator-N``)."""
+    return [a for a in arms if arm_start(a) == "human"
+            and any(annotator_index(t) is not None for t in a.sessions["target"].astype(str))]
+
+
+def per_annotator_table(arms: Sequence[Arm], endpoint: str = DEFAULT_ENDPOINT) -> pd.DataFrame:
+    """For human-start arms: the endpoint and NoC@0.90 per annotator, and their spread across annotators.
+
+    One row per (arm, task, metric, annotator) (columns :data:`PER_ANNOTATOR_COLUMNS`): ``value`` is the
+    mean over the annotator's sessions (``nof_T``: the count), ``n_images`` how many images the annotator
+    scribbled. ``task`` is ``all`` (every task), then each task when there are several. The columns
+    ``n_annotators``, ``annotators_mean``, ``annotators_sd`` (ddof 1; NaN with one annotator),
+    ``annotators_min`` and ``annotators_max`` describe the per-annotator values of the row's (arm, task,
+    metric) and repeat on each of its rows. Sessions whose target is not ``annotator-N`` are left out.
+    Empty (with the columns) when no arm has the human start.
+    """
+    rows = []
+    metrics = _endpoint_metrics(endpoint)
+    tasks = study_tasks(arms)
+    scopes = [ALL_TASKS] + (tasks if len(tasks) > 1 else [])
+    for arm in _annotator_arms(arms):
+        vals = metric_matrix(arm, metrics)
+        ann = np.array([annotator_index(t) for t in arm.sessions["target"].astype(str)], dtype=object)
+        is_ann = np.array([a is not None for a in ann])
+        images = arm.sessions["image"].astype(str).to_numpy()
+        task_of = session_tasks(arm)
+        for scope in scopes:
+            in_scope = is_ann & ((task_of == scope) if scope != ALL_TASKS else True)
+            present = sorted({int(a) for a in ann[in_scope]})
+            if not present:
+                continue
+            for j, m in enumerate(metrics):
+                per = []
+                for a in present:
+                    sel = in_scope & np.array([x == a for x in ann])
+                    v = vals[sel, j]
+                    v = v[np.isfinite(v)]
+                    if v.size == 0:
+                        value = float("nan")
+                    else:
+                        value = float(v.sum() if metric_statistic(m) == "sum" else v.mean())
+                    per.append((a, int(len(np.unique(images[sel]))), value))
+                finite = np.array([p[2] for p in per if math.isfinite(p[2])])
+                spread = {
+                    "n_annotators": len(per),
+                    "annotators_mean": float(finite.mean()) if finite.size else float("nan"),
+                    "annotators_sd": float(finite.std(ddof=1)) if finite.size >= 2 else float("nan"),
+                    "annotators_min": float(finite.min()) if finite.size else float("nan"),
+                    "annotators_max": float(finite.max()) if finite.size else float("nan"),
+                }
+                for a, n_img, value in per:
+                    rows.append({"label": arm.label, "variant": arm.variant, "task": scope, "metric": m,
+                                 "annotator": f"annotator-{a}", "n_images": n_img, "value": value, **spread})
+    df = pd.DataFrame(rows, columns=list(PER_ANNOTATOR_COLUMNS))
+    for col in ("n_images", "n_annotators"):
+        df[col] = df[col].astype("int64")
+    return df
+
+
+_START_KEY_SKIP = ("start", "chunk_size", "n_sessions")
+
+
+def start_groups(arms: Sequence[Arm]) -> list[tuple[str, Arm, list[Arm]]]:
+    """Arms that differ only in their start, with a human start among them.
+
+    Returns ``[(group name, human-start arm, [arms of the other starts])]`` in the arms' order. Arms
+    group when their settings agree except ``start`` (and ``chunk_size``, ``n_sessions``, which never
+    change a session's numbers) and they share a training seed. A group's name is the human arm's
+    name without its `` | <variant>`` suffix (with `` | seed S`` where names would clash).
+    """
+    groups: dict[str, list[Arm]] = {}
+    for arm in arms:
+        key = json.dumps({k: v for k, v in arm.settings.items() if k not in _START_KEY_SKIP},
+                         sort_keys=True, default=str) + f"|{arm.train_seed}"
+        groups.setdefault(key, []).append(arm)
+    out = []
+    for members in groups.values():
+        human = next((a for a in members if arm_start(a) == "human"), None)
+        by_start: dict[str, Arm] = {}
+        for a in members:
+            if arm_start(a) not in ("human", ""):
+                by_start.setdefault(arm_start(a), a)  # one arm per start: the first
+        others = list(by_start.values())
+        if human is None or not others:
+            continue
+        suffix = f" | {human.variant}"
+        name = human.name[: -len(suffix)] if human.name.endswith(suffix) and human.name != suffix else human.name
+        out.append((name, human, others))
+    names = [g[0] for g in out]
+    return [(n if names.count(n) == 1 or h.train_seed is None else f"{n} | seed {h.train_seed}", h, o)
+            for n, h, o in out]
+
+
+def starts_table(
+    arms: Sequence[Arm],
+    endpoint: str = DEFAULT_ENDPOINT,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = DEFAULT_SEED,
+    weights: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Simulated starts against the human start, per group of :func:`start_groups` (columns
+    :data:`STARTS_COLUMNS`).
+
+    Everything here is per image, on the images that every arm of the group ran (all of them unless a
+    capped ``n_sessions`` reached fewer images with the human start). An arm's value on an image is
+    the mean over its sessions there, so the human start's annotators are averaged per image first,
+    and ``value`` is the mean over images (it can differ from summary.csv's session mean when images
+    have different numbers of annotators; for ``nof_T`` it is the share of failed sessions, not a
+    count). ``diff_vs_human`` is the mean over the images of (simulated - human), with a bootstrap CI
+    resampling images (paired by image). Rows per group, task (``all``, then each task when there
+    are several), metric (the endpoint and NoC@0.90) and start, the human start first (its
+    ``diff_vs_human`` NaN). A task with one image has NaN CIs.
+    """
+    groups = start_groups(arms)
+    if not groups:
+        return pd.DataFrame(columns=list(STARTS_COLUMNS))
+    metrics = _endpoint_metrics(endpoint)
+    w_of = _Weights(n_boot, seed, weights)
+    task_of_image: dict[str, str] = {}
+    for a in arms:
+        task_of_image.update(zip(a.sessions["image"].astype(str), session_tasks(a)))
+
+    def image_means(arm: Arm) -> pd.DataFrame:
+        """Per image (sorted names), the mean of each metric over the arm's sessions there."""
+        codes, n = image_codes(arm)
+        vals = cluster_values(metric_matrix(arm, metrics), codes, n, "mean")
+        return pd.DataFrame(vals, index=_image_set(arm), columns=metrics)
+
+    rows = []
+    for name, human, others in groups:
+        means = [(arm, image_means(arm)) for arm in [human, *others]]
+        common = sorted(set.intersection(*(set(m.index) for _, m in means)))
+        if not common:
+            continue
+        means = [(arm, m.loc[common]) for arm, m in means]
+        h = means[0][1].to_numpy()
+        image_task = np.array([task_of_image.get(i, "") for i in common], dtype=object)
+        tasks = sorted(set(image_task))
+        scopes = [ALL_TASKS] + (tasks if len(tasks) > 1 else [])
+        for scope in scopes:
+            sel = np.ones(len(common), dtype=bool) if scope == ALL_TASKS else image_task == scope
+            n_s = int(sel.sum())
+            w = w_of(n_s)
+            idx = np.arange(n_s)
+            for j, m in enumerate(metrics):
+                for arm, frame in means:
+                    v = frame.to_numpy()[sel, j]
+                    est, lo, hi = cluster_bootstrap(v, idx, weights=w)
+                    row = {"group": name, "task": scope, "metric": m, "primary": m == endpoint,
+                           "start": arm_start(arm), "label": arm.label, "human_label": human.label,
+                           "n_images": int(np.isfinite(v).sum())}
+                    row["value"], row["value_lo"], row["value_hi"] = _ci_or_nan(float(est[0]), float(lo[0]),
+                                                                                float(hi[0]), n_s)
+                    if arm is human:
+                        row["diff_vs_human"] = row["diff_lo"] = row["diff_hi"] = float("nan")
+                    else:
+                        d = v - h[sel, j]
+                        dest, dlo, dhi = cluster_bootstrap(d, idx, weights=w)
+                        row["n_images"] = int(np.isfinite(d).sum())
+                        row["diff_vs_human"], row["diff_lo"], row["diff_hi"] = _ci_or_nan(
+                            float(dest[0]), float(dlo[0]), float(dhi[0]), n_s)
+                    rows.append(row)
+    df = pd.DataFrame(rows, columns=list(STARTS_COLUMNS))
+    df["n_images"] = df["n_images"].astype("int64")
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -479,8 +855,24 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
     lines = ["## Setup", ""]
     seeds = sorted({int(a.settings.get("seed", 0)) for a in arms})
     train_seeds = sorted({a.train_seed for a in arms if a.train_seed is not None})
-    lines.append(f"- Data: dataset `{s.get('dataset')}`, {len(ref.sessions)} sessions on {n_images} images "
-                 f"(every arm runs the same sessions, paired by session, image and target).")
+    ref_keys = _session_keys(ref)
+    if all(_session_keys(a).shape == ref_keys.shape and (_session_keys(a) == ref_keys).all() for a in arms[1:]):
+        lines.append(f"- Data: dataset `{s.get('dataset')}`, {len(ref.sessions)} sessions on {n_images} images "
+                     f"(every arm runs the same sessions, paired by session, image and target).")
+    else:
+        counts = sorted({len(a.sessions) for a in arms})
+        images = sorted({len(_image_set(a)) for a in arms})
+        where = (f"{images[0]} images" if len(images) == 1
+                 else f"{', '.join(map(str, images))} images per arm (not the same images: see the warnings)")
+        lines.append(f"- Data: dataset `{s.get('dataset')}`, {where}; {', '.join(map(str, counts))} sessions "
+                     "per arm (the human start runs one session per annotator of an image); every arm is paired "
+                     "with its reference by session, image and target.")
+    if has_real_tasks(arms):
+        tasks = {}
+        for t, im in zip(session_tasks(ref), ref.sessions["image"].astype(str)):
+            tasks.setdefault(t, set()).add(im)
+        lines.append("- Tasks: " + ", ".join(f"{t or '(none)'} ({len(ims)} image{'s' if len(ims) != 1 else ''})"
+                                             for t, ims in sorted(tasks.items())) + ".")
     lines.append(f"- Run seed(s) (targets, start strokes, sampling, policy draws): {', '.join(map(str, seeds))}"
                  + (f"; training seed(s): {', '.join(map(str, train_seeds))}" if train_seeds else "") + ".")
     starts = sorted({str(a.settings.get("start")) for a in arms})
@@ -671,6 +1063,224 @@ def _multi_seed_lines(seeds: pd.DataFrame, endpoint: str) -> list[str]:
     return lines + _md_table(header, rows) + [""]
 
 
+def _fmt_ci_short(metric: str, v: float, lo: float, hi: float) -> str:
+    """``value [lo, hi]``, or ``value [–]`` where there is no CI (a single image)."""
+    if v is None or not math.isfinite(v):
+        return "–"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{_fmt_value(metric, v)} [–]"
+    return _fmt_ci(metric, v, lo, hi)
+
+
+def _fmt_diff_short(metric: str, v: float, lo: float, hi: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _fmt_diff(metric, v, v, v).split(" ")[0] + " [–]"
+    return _fmt_diff(metric, v, lo, hi)
+
+
+def _rms(values: Sequence[float]) -> float:
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    return float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
+
+
+def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint: str,
+               summary: pd.DataFrame) -> list[str]:
+    """The smallest detectable difference of the primary endpoint: overall, per comparison and per task
+    (``summary`` gives each compared arm's number of images)."""
+    prim = comparison[comparison["primary"]] if not comparison.empty else comparison
+    if prim.empty:
+        return []
+    label = metric_label(endpoint)
+    n_of = dict(zip(summary["label"], summary["n_images"].astype(int)))
+    counts = sorted({n_of[lab] for lab in prim["label"]})
+    n_images = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    z = NormalDist().inv_cdf(1 - MDD_ALPHA / 2) + NormalDist().inv_cdf(MDD_POWER)
+    overall = _rms(prim["mdd"].tolist())
+    lines = ["## Smallest detectable difference", ""]
+    if math.isfinite(overall):
+        lines.append(f"With {n_images} images this study can detect differences of about "
+                     f"**{_fmt_value(endpoint, overall)}** in {label} between an arm and its reference (two-sided "
+                     f"alpha {MDD_ALPHA:g}, power {MDD_POWER:g}; the root-mean-square over the {len(prim)} "
+                     "comparison(s)). A smaller true difference would often be missed: a CI that includes zero here "
+                     "does not show that two arms are equal.")
+    else:
+        lines.append(f"With {n_images} image(s) this study cannot estimate how large a difference in {label} it could "
+                     "detect (that needs at least 2 images).")
+    lines += ["", f"Minimal detectable difference MDD = (z_0.975 + z_0.80) × SD / √n = {z:.2f} × SD / √n, "
+              "with n the images and SD the standard deviation over images of the per-image mean paired difference "
+              "(arm − reference; an image's sessions, such as its annotators' sessions, are averaged first because "
+              "they are not independent)" + (
+                  "; for a count (NoF) the MDD of the difference in counts is "
+                  f"{z:.2f} × SD × √n, SD over the per-image sums" if metric_statistic(endpoint) == "sum" else "")
+              + ". A normal approximation: with few images it is optimistic.", ""]
+    rows = [[f"`{r['label']}`", f"`{r['reference']}`", n_of[r["label"]], _fmt_value(endpoint, r["mdd"]),
+             _fmt_diff(endpoint, r["diff"], r["diff_lo"], r["diff_hi"])] for _, r in prim.iterrows()]
+    lines += _md_table(["arm", "reference", "images", f"MDD ({label})", "observed difference [95% CI]"], rows) + [""]
+    if per_task is not None and not per_task.empty:
+        pt = per_task[per_task["primary"] & per_task["label"].ne(per_task["reference"])]
+        rows = []
+        for task, g in pt.groupby("task", sort=True):
+            finite = g["mdd"][np.isfinite(g["mdd"])]
+            span = f"{_fmt_value(endpoint, finite.min())}–{_fmt_value(endpoint, finite.max())}" if len(finite) else "–"
+            rows.append([task or "(none)", int(g["n_images"].max()), _fmt_value(endpoint, _rms(g["mdd"].tolist())),
+                         span])
+        if rows:
+            lines += ["Per task, from the task's own images only (– with a single image):", ""]
+            lines += _md_table(["task", "images", f"MDD ({label}), RMS over comparisons", "range over comparisons"],
+                               rows) + [""]
+    return lines
+
+
+def _per_task_lines(per_task: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
+    if per_task.empty:
+        return []
+    metrics = _endpoint_metrics(endpoint)
+    counts = per_task.drop_duplicates("task")["n_images"]
+    lo_n, hi_n = int(counts.min()), int(counts.max())
+    span = f"{lo_n}" if lo_n == hi_n else f"{lo_n}–{hi_n}"
+    lines = ["## Per task", "",
+             f"Per task, each arm's {' and '.join(metric_label(m) for m in metrics)} (mean over the task's sessions, "
+             f"95% CI from {n_boot} bootstrap resamples of the task's images) and the paired difference against the "
+             f"arm's reference within the task. **The tasks hold only {span} image(s) each, so these CIs are wide**, "
+             "and a percentile bootstrap over a handful of images is itself rough (it understates the uncertainty); "
+             "a task with one image has its value and no CI (–). Read this table as a description of where the arms "
+             "differ, not as a test per task.", ""]
+    by = {(r["task"], r["label"], r["metric"]): r for _, r in per_task.iterrows()}
+    header = ["task", "arm", "images", "sessions"]
+    for m in metrics:
+        header += [f"{metric_label(m)} [95% CI]", "diff vs reference [95% CI]"]
+    rows = []
+    for task, label in per_task[["task", "label"]].drop_duplicates().itertuples(index=False):
+        first = by[(task, label, metrics[0])]
+        row = [task or "(none)", f"`{label}`", int(first["n_images"]), int(first["n_sessions"])]
+        for m in metrics:
+            r = by[(task, label, m)]
+            row.append(_fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
+            row.append("(reference)" if r["label"] == r["reference"]
+                       else _fmt_diff_short(m, r["diff"], r["diff_lo"], r["diff_hi"]))
+        rows.append(row)
+    return lines + _md_table(header, rows) + [""]
+
+
+def _per_annotator_lines(per_annotator: pd.DataFrame, endpoint: str) -> list[str]:
+    if per_annotator.empty:
+        return []
+    df = per_annotator[per_annotator["metric"] == endpoint]
+    annotators = sorted(df["annotator"].unique(), key=lambda a: annotator_index(a) or 0)
+    n_ann = len(annotators)
+    lines = ["## Per annotator (human start)", "",
+             f"The human start runs one session per annotator of an image, from that annotator's scribbles. Per arm "
+             f"with the human start: the mean {metric_label(endpoint)} over each annotator's sessions, and the spread "
+             f"of these per-annotator means (mean, standard deviation and min–max). With {n_ann} annotator(s) the SD "
+             "describes how much the result depends on who scribbled; it is not a precise estimate.", ""]
+    all_rows = df[df["task"] == ALL_TASKS]
+    uneven = all_rows.groupby("label")["n_images"].nunique().gt(1).any()
+    if uneven:
+        lines += ["Not every annotator scribbled every image (`n_images` in `per_annotator.csv`), so the "
+                  "per-annotator means are over different images.", ""]
+    header = ["arm", "task"] + annotators + ["mean", "SD", "min–max"]
+
+    def table(part: pd.DataFrame) -> list[list[Any]]:
+        rows = []
+        for (label, task), g in part.groupby(["label", "task"], sort=False):
+            v = dict(zip(g["annotator"], g["value"]))
+            r = g.iloc[0]
+            rows.append([f"`{label}`", task] + [_fmt_value(endpoint, v.get(a, float("nan"))) for a in annotators] + [
+                _fmt_value(endpoint, r["annotators_mean"]), _fmt_value(endpoint, r["annotators_sd"]),
+                f"{_fmt_value(endpoint, r['annotators_min'])}–{_fmt_value(endpoint, r['annotators_max'])}"])
+        return rows
+
+    lines += _md_table(header, table(all_rows)) + [""]
+    per_task = df[df["task"] != ALL_TASKS]
+    n_rows = per_task[["label", "task"]].drop_duplicates().shape[0]
+    if n_rows:
+        if n_rows <= 40:
+            lines += ["Per task (a handful of images per annotator and task: descriptive only):", ""]
+            lines += _md_table(header, table(per_task)) + [""]
+        else:
+            lines += ["Per task: see `per_annotator.csv`.", ""]
+    return lines
+
+
+def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
+    if starts.empty:
+        return []
+    metrics = _endpoint_metrics(endpoint)
+    main_rows = starts[starts["task"] == ALL_TASKS]
+    lines = ["## Simulated against human starts", "",
+             "Arms that differ only in their start (same method, policy, K, checkpoint and protocol): the "
+             f"{' and '.join(metric_label(m) for m in metrics)} from each start as the mean over images (the human "
+             "start's annotators averaged per image first, so every image counts once), with a 95% CI, and each "
+             f"simulated start minus the human start on the same images, with a paired bootstrap CI ({n_boot} "
+             "resamples of images).", ""]
+    by = {(r["group"], r["start"], r["metric"]): r for _, r in main_rows.iterrows()}
+    header = ["method", "start", "images"]
+    for m in metrics:
+        header += [f"{metric_label(m)} [95% CI]", "− human [95% CI]"]
+    rows = []
+    for group, start in main_rows[["group", "start"]].drop_duplicates().itertuples(index=False):
+        first = by[(group, start, metrics[0])]
+        row = [f"`{group}`", start, int(first["n_images"])]
+        for m in metrics:
+            r = by[(group, start, m)]
+            row.append(_fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
+            row.append("(human)" if start == "human" else _fmt_diff_short(m, r["diff_vs_human"], r["diff_lo"],
+                                                                           r["diff_hi"]))
+        rows.append(row)
+    lines += _md_table(header, rows) + [""]
+    prim = main_rows[main_rows["primary"] & (main_rows["start"] != "human")]
+    label = metric_label(endpoint)
+    low = lower_is_better(endpoint)
+    for start, g in prim.groupby("start", sort=False):
+        better, worse, open_ = [], [], []
+        for _, r in g.iterrows():
+            lo, hi = r["diff_lo"], r["diff_hi"]
+            if math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0):
+                good = (hi < 0) if low else (lo > 0)
+                (better if good else worse).append(r["group"])
+            else:
+                open_.append(r["group"])
+        n = len(g)
+        n_img = int(g["n_images"].max())
+        ways = "fewer" if low else "higher"
+        if not better and not worse:
+            cis = g[np.isfinite(g["diff_lo"]) & np.isfinite(g["diff_hi"])]
+            bound = ""
+            if len(cis):
+                lo_s, hi_s = _fmt_diff(endpoint, 0.0, float(cis["diff_lo"].min()), float(cis["diff_hi"].max())
+                                       ).split(" [")[1].rstrip("]").split(", ")
+                bound = f"; the CIs span {lo_s} to {hi_s}, and differences within that range are not ruled out"
+            verdict = (f"this study does not tell simulated {start} from human scribbles as a start: for "
+                       f"{'every method' if n > 1 else 'the method'} the 95% CI of the difference in {label} includes "
+                       f"zero (with {n_img} images){bound}.")
+        elif (better or worse) and not (better and worse) and not open_:
+            good = bool(better)
+            size = sorted(abs(float(x)) for x in g["diff_vs_human"])
+            amount = _fmt_value(endpoint, size[0]) if len(size) == 1 or _fmt_value(endpoint, size[0]) == _fmt_value(
+                endpoint, size[-1]) else f"{_fmt_value(endpoint, size[0])}–{_fmt_value(endpoint, size[-1])}"
+            direction = ("lower" if low else "higher") if good else ("higher" if low else "lower")
+            verdict = (f"simulated {start} are a {'better' if good else 'worse'} start than the human scribbles for "
+                       f"{'every method' if n > 1 else 'the method'} ({label} {direction} by {amount}, the 95% CI "
+                       f"excluding zero, {n_img} images), so on these images a study started from simulated {start} "
+                       f"{'overstates' if good else 'understates'} what the method{'s reach' if n > 1 else ' reaches'} "
+                       "from human scribbles.")
+        else:
+            parts = []
+            if better:
+                parts.append(f"better ({ways} {label}) for {', '.join(f'`{x}`' for x in better)}")
+            if worse:
+                parts.append(f"worse for {', '.join(f'`{x}`' for x in worse)}")
+            if open_:
+                parts.append(f"not distinguishable (CI includes zero) for {', '.join(f'`{x}`' for x in open_)}")
+            verdict = f"simulated {start} as a start, compared with human scribbles, are " + "; ".join(parts) + "."
+        lines.append(f"- **Simulated {start} against human scribbles**: {verdict}")
+    lines += ["", "The robot draws a simulated start from the target mask; a human start is an annotator's own "
+              "scribbles. The statement covers this study's images only.", ""]
+    return lines
+
+
 def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple[list[str], list[str]]:
     spec = study.get("reproduce")
     if not spec:
@@ -727,6 +1337,9 @@ def _figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out: Pa
     figs: list[tuple[str, Path]] = []
     warns: list[str] = []
     figs.append(("Dice against clicks", plot_dice_vs_clicks(arms, out / "dice-vs-clicks.png", n_boot, seed)))
+    if len(study_tasks(arms)) > 1:
+        figs.append(("Dice against clicks per task",
+                     plot_dice_vs_clicks_per_task(arms, out / "dice-vs-clicks-per-task.png")))
     figs.append(("Dice against annotator seconds", plot_dice_vs_effort(arms, out / "dice-vs-effort.png", n_boot, seed)))
     figs.append(("Dice per iteration", plot_dice_vs_iteration(arms, out / "dice-vs-iteration.png", n_boot, seed)))
     figs.append(("NoC@0.90 per arm", plot_noc90(summary, out / "noc90.png")))
@@ -819,7 +1432,12 @@ def write_report(
         A dict: ``paths`` (name -> Path of every file written), ``summary`` and ``comparison``
         (DataFrames as in the CSV files), ``multi_seed`` (DataFrame), ``warnings`` (list of str),
         ``reference`` (the main reference label), ``references`` (each arm's reference), ``endpoint``,
-        ``n_boot``, ``seed``.
+        ``n_boot``, ``seed``; and, None where the data does not call for them, ``per_task`` (when the
+        sessions hold more than one task, or one that is not ``disks``), ``per_annotator`` (arms with the
+        human start) and ``starts`` (arms that differ only in start, one of them human), as in
+        ``per_task.csv``, ``per_annotator.csv`` and ``starts.csv``. The same condition as ``per_task``
+        adds the smallest-detectable-difference section to ``report.md`` and the per-task Dice figure
+        (with more than one task).
     Raises:
         ValueError: naming the argument at fault: a missing or unfinished directory (``paths``), arms on
             different sessions (``paths``), an unknown ``reference`` or ``endpoint``, bad ``n_boot`` or
@@ -846,7 +1464,7 @@ def write_report(
     metrics = _resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms)
     labels = [a.label for a in arms]
     reference, ref_map = _resolve_references(arms, study, reference)
-    _check_paired(arms)
+    _check_paired(arms, ref_map)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -861,6 +1479,9 @@ def write_report(
     if arms:
         _, n_img = image_codes(arms[0])
         w = bootstrap_weights(n_img, n_boot, seed)
+        uneven = _image_set_warning(arms)
+        if uneven:
+            warns.append(uneven)
     else:
         n_img, w = 0, None
     summary = summary_table(arms, metrics, n_boot, seed, weights=w)
@@ -873,12 +1494,26 @@ def write_report(
             warns.append(f"arm {a.label!r} was priced with other effort constants than its reference {r.label!r} "
                          f"({a.effort_model()} vs {r.effort_model()}); their effort is not comparable")
 
+    # Real-image studies: per task, per annotator (human start), simulated against human starts.
+    real = bool(arms) and has_real_tasks(arms)
+    per_task = per_task_table(arms, ref_map, str(endpoint), n_boot, seed) if real else None
+    per_annotator = per_annotator_table(arms, str(endpoint)) if arms else None
+    if per_annotator is not None and per_annotator.empty:
+        per_annotator = None
+    starts = starts_table(arms, str(endpoint), n_boot, seed, weights=w) if arms else None
+    if starts is not None and starts.empty:
+        starts = None
+
     written: dict[str, Path] = {}
     if arms:  # a reproduce-only study has no arm tables
         _write_csv(summary, out / "summary.csv")
         written["summary.csv"] = out / "summary.csv"
         _write_csv(comparison, out / "comparison.csv")
         written["comparison.csv"] = out / "comparison.csv"
+    for name, table in (("per_task.csv", per_task), ("per_annotator.csv", per_annotator), ("starts.csv", starts)):
+        if table is not None:
+            _write_csv(table, out / name)
+            written[name] = out / name
 
     figs: list[tuple[str, Path]] = []
     if figures and arms:
@@ -901,6 +1536,13 @@ def write_report(
         lines += _headline_lines(summary, metrics, str(endpoint), n_boot)
         lines += _comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
         lines += _multi_seed_lines(seeds, str(endpoint))
+        if real:
+            lines += _mdd_lines(comparison, per_task, str(endpoint), summary)
+            lines += _per_task_lines(per_task, str(endpoint), n_boot)
+        if per_annotator is not None:
+            lines += _per_annotator_lines(per_annotator, str(endpoint))
+        if starts is not None:
+            lines += _starts_lines(starts, str(endpoint), n_boot)
     if study is not None and study_dir is not None:
         rl, rw = _reproduce_lines(study, study_dir, out)
         lines += rl
@@ -915,6 +1557,8 @@ def write_report(
             "dice-vs-iteration.png": "mean Dice at each iteration; bands: 95% CI.",
             "noc90.png": "NoC@0.90 per arm, mean and 95% CI, best at the top.",
             "k-sweep.png": "NoC@0.90 and effort against K for arms that differ only in K.",
+            "dice-vs-clicks-per-task.png": "mean Dice after c clicks per task, a line per arm (no CI bands: a task "
+                                           "holds only a few images).",
         }
         for title_, p in figs:
             cap = captions.get(p.name, "first iterations of a replayed session: the candidates (chosen one in a gold "
@@ -925,7 +1569,19 @@ def write_report(
         lines += ["## Files", "",
                   "- `summary.csv`: one row per arm, every metric with its 95% CI (`M`, `M_lo`, `M_hi`).",
                   "- `comparison.csv`: every arm against the reference, per metric: difference with CI, Wilcoxon "
-                  "and Holm p-values, tie ratio; `primary` marks the endpoint.", ""]
+                  "and Holm p-values, tie ratio; `primary` marks the endpoint" + (
+                      ", whose rows carry the minimal detectable difference (`mdd`)." if real else "."),
+                  ]
+        if per_task is not None:
+            lines.append("- `per_task.csv`: per task, arm and metric (endpoint and NoC@0.90): value with CI over the "
+                         "task's images, paired difference against the reference with CI, and the task's `mdd`.")
+        if per_annotator is not None:
+            lines.append("- `per_annotator.csv`: human-start arms, per annotator (all tasks, then per task): the mean "
+                         "endpoint and NoC@0.90, and the spread across annotators.")
+        if starts is not None:
+            lines.append("- `starts.csv`: arms differing only in start: each start's value over images and the "
+                         "paired difference of each simulated start against the human start, with CIs.")
+        lines.append("")
     if warns:
         lines += ["## Warnings", ""] + [f"- {w_}" for w_ in warns] + [""]
     _write_text(out / "report.md", "\n".join(lines).rstrip() + "\n")
@@ -933,6 +1589,7 @@ def write_report(
     return {
         "paths": written, "summary": summary, "comparison": comparison, "multi_seed": seeds, "warnings": warns,
         "reference": reference, "references": ref_map, "endpoint": str(endpoint), "n_boot": n_boot, "seed": seed,
+        "per_task": per_task, "per_annotator": per_annotator, "starts": starts,
     }
 
 
