@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="disks",
                    help="disks, or a real training dataset, e.g. 'medscribble:../shared/medscribble?tasks=ACDC,BTCV,HipXRay,STARE'")
     p.add_argument("--entry", default=None, help="the JSON entry to write (default: disks, or medical for real data)")
+    p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
+                   help="comma-separated beta grid; widen it when the best value lies on its edge")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
@@ -100,8 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.n_images < 1:
         raise ValueError(f"--n-images: must be >= 1, got {args.n_images}")
+    try:
+        betas = tuple(float(b) for b in args.betas.split(",") if b.strip())
+    except ValueError:
+        raise ValueError(f"--betas: expected comma-separated numbers, got {args.betas!r}") from None
+    if not betas or any(not b > 0 for b in betas):
+        raise ValueError(f"--betas: expected positive numbers, got {args.betas!r}")
     entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
-    result = tune_disks(args.n_images, seed=args.seed) if args.dataset == "disks" else tune_real(args.dataset, seed=args.seed)
+    result = (tune_disks(args.n_images, betas, seed=args.seed) if args.dataset == "disks"
+              else tune_real(args.dataset, betas, seed=args.seed))
     command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     try:
@@ -110,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--out: {out} is not valid JSON") from None
     record.setdefault("protocol", "clicks start, 3 RITM corrections, policy first; score = mean Dice over the "
                       "4 iterations; training images only")
-    record["betas"] = list(DEFAULT_BETAS)
-    record[entry] = {**result, "dataset": args.dataset, "command": command.strip()}
+    record.pop("betas", None)  # each entry records its own grid
+    record[entry] = {**result, "betas": list(betas), "dataset": args.dataset, "command": command.strip()}
     record.pop("command", None)  # commands now live in each entry
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({m: v["beta"] for m, v in result.items() if isinstance(v, dict)}))
