@@ -22,7 +22,7 @@ from probseg.data.disks import TRAIN_SEED
 
 from .methods import tune_random_walker_beta
 
-__all__ = ["TUNED_PATH", "tuned_beta", "tune_disks", "tune_real", "main"]
+__all__ = ["TUNED_PATH", "tuned_beta", "tuned_mode", "tune_disks", "tune_real", "main"]
 
 TUNED_PATH = Path(__file__).resolve().parent / "tuned_baselines.json"
 DEFAULT_BETAS = (10.0, 30.0, 60.0, 130.0, 250.0, 500.0, 1000.0, 2000.0)
@@ -40,7 +40,16 @@ def tuned_beta(method: str, dataset: str = "disks") -> float:
         raise ValueError(f"rw_beta: no tuned value for {method!r} on {dataset!r}; run probseg-tune-baselines") from None
 
 
-def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0) -> dict[str, dict]:
+def tuned_mode(method: str, dataset: str = "disks") -> str:
+    """The solver mode ``tuned_beta`` was tuned with (``cg_j`` unless the record names another)."""
+    try:
+        table = json.loads(TUNED_PATH.read_text())
+        return str(table[dataset].get("mode", "cg_j"))
+    except (OSError, ValueError, KeyError):
+        return "cg_j"
+
+
+def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0, mode: str = "cg_j") -> dict[str, dict]:
     """Tune both random walkers on ``n_images`` disk *training* images with random non-empty targets."""
     disks = make_disk_dataset(n_images, TRAIN_SEED)
     images, targets = [], []
@@ -51,12 +60,12 @@ def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, se
         targets.append(subset_mask(d.disks, [j for j in range(3) if bits >> j & 1]))
     out = {}
     for method, partial in (("random-walker", False), ("random-walker-partial", True)):
-        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed)
+        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)
         out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
     return out
 
 
-def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0) -> dict[str, dict]:
+def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0, mode: str = "cg_j") -> dict[str, dict]:
     """Tune both random walkers on the images of a real *training* dataset (its targets as drawn).
 
     ``dataset`` is a session-dataset name (e.g. ``medscribble:PATH?tasks=ACDC,BTCV,HipXRay,STARE``,
@@ -70,7 +79,7 @@ def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int 
     targets = [c.target for c in cases]
     out: dict[str, dict] = {}
     for method, partial in (("random-walker", False), ("random-walker-partial", True)):
-        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed)
+        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)
         out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
     out["tasks"] = ds.session_tasks()  # type: ignore[assignment]
     out["n_images"] = len(images)  # type: ignore[assignment]
@@ -90,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--entry", default=None, help="the JSON entry to write (default: disks, or medical for real data)")
     p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
                    help="comma-separated beta grid; widen it when the best value lies on its edge")
+    p.add_argument("--mode", default="cg_j", choices=("cg", "cg_j", "bf"), help="the walker's solver (recorded with the beta)")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
@@ -109,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if not betas or any(not b > 0 for b in betas):
         raise ValueError(f"--betas: expected positive numbers, got {args.betas!r}")
     entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
-    result = (tune_disks(args.n_images, betas, seed=args.seed) if args.dataset == "disks"
-              else tune_real(args.dataset, betas, seed=args.seed))
+    result = (tune_disks(args.n_images, betas, seed=args.seed, mode=args.mode) if args.dataset == "disks"
+              else tune_real(args.dataset, betas, seed=args.seed, mode=args.mode))
     command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     try:
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     record.setdefault("protocol", "clicks start, 3 RITM corrections, policy first; score = mean Dice over the "
                       "4 iterations; training images only")
     record.pop("betas", None)  # each entry records its own grid
-    record[entry] = {**result, "betas": list(betas), "dataset": args.dataset, "command": command.strip()}
+    record[entry] = {**result, "mode": args.mode, "betas": list(betas), "dataset": args.dataset, "command": command.strip()}
     record.pop("command", None)  # commands now live in each entry
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({m: v["beta"] for m, v in result.items() if isinstance(v, dict)}))

@@ -120,10 +120,14 @@ class RunSettings:
         beta tuned on the real training tasks."""
         kw: dict[str, Any] = {}
         if self.method.startswith("random-walker"):
-            from .baselines import tuned_beta
+            from .baselines import tuned_beta, tuned_mode
 
             family = "medical" if self.real_data else "disks"
-            kw["beta"] = self.rw_beta if self.rw_beta is not None else tuned_beta(self.method, family)
+            if self.rw_beta is None:
+                kw["beta"] = tuned_beta(self.method, family)
+                kw["mode"] = tuned_mode(self.method, family)  # the solver the beta was tuned with
+            else:
+                kw["beta"] = self.rw_beta
             return make_method(self.method, **kw)
         checkpoint = self.checkpoint
         if checkpoint is None and self.real_data:
