@@ -392,6 +392,23 @@ def run(
     return steps_df, sessions_df, summary
 
 
+def start_ray(workers: int, address: str | None) -> bool:
+    """Start Ray unless it is already running: a quiet local instance with ``workers`` CPUs, or the
+    cluster at ``address``. Returns True when this call started it (the caller then shuts it down)."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    else:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    return True
+
+
 def _run_ray(
     sdict: dict[str, Any],
     method: Method,
@@ -403,17 +420,9 @@ def _run_ray(
     crash_marker: str | None,
 ) -> float:
     """Run chunks ``todo`` as Ray tasks; return the seconds from first submission to last result."""
-    import logging
-
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address is None:
-            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-        else:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    started_here = start_ray(workers, address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(run_chunk)
         method_ref = ray.put(method)  # the model travels to the workers once

@@ -662,21 +662,11 @@ def _maybe_start_ray(workers: int, address: str | None) -> bool:
     """Start Ray once for all arms (the runner reuses an initialised instance)."""
     if workers == 0 and address is None:
         return False
-    import logging
+    from .runner import _probe_address, start_ray
 
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address is None:
-        ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)
-    else:
-        from .runner import _probe_address
-
+    if address is not None:
         _probe_address(address)
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    return True
+    return start_ray(workers, address)
 
 
 def _arms_table(study: Study) -> str:

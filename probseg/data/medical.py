@@ -32,6 +32,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from ..metrics import dice
 from .examples import Example
 from .intensity import normalize_image
 from .medscribble import load_medscribble, medscribble_tasks
@@ -300,11 +301,6 @@ def click_start(target: np.ndarray, radius: int | None = None) -> tuple[np.ndarr
     return mask, mask & target
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: int = 0) -> dict[str, Any]:
     """A small, honest check on images of tasks the model never saw, from the simulator's click start.
 
@@ -329,13 +325,13 @@ def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: 
     total_added = 0
     for i, ex in enumerate(examples):
         mask, seg = click_start(ex.target)
-        start_d.append(_dice(seg, ex.target))
+        start_d.append(dice(seg, ex.target))
         m0, s0 = model.propose(ex.image, mask, seg, k=1, mean=True)
-        z0 = _dice(s0[0], ex.target)
+        z0 = dice(s0[0], ex.target)
         z0_d.append(z0)
         by_task.setdefault(ex.task, []).append(z0)
         masks, segs = model.propose(ex.image, mask, seg, k=k, seed=seed + i)
-        best_d.append(max(_dice(s, ex.target) for s in segs))
+        best_d.append(max(dice(s, ex.target) for s in segs))
         new = masks & ~mask[None]
         added.append(float(new.sum(axis=(1, 2)).mean()))
         total_added += int(new.sum())
