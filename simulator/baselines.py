@@ -2,8 +2,12 @@
 
 The random walker's beta is chosen by :func:`simulator.methods.tune_random_walker_beta` on images of
 the *training* split (for disks: the paper's 1,000 training images, never the held-out ones the
-sessions run on). ``probseg-tune-baselines`` reruns the search and rewrites ``tuned_baselines.json``
-beside this file, which records the grid, the scores and the command.
+sessions run on). The walker's solver is tuned too: ``--mode bf,cg_j`` scores every beta under each
+solver and keeps, per walker, the (solver, beta) pair with the best training score. The exact solve
+(``bf``) and the conjugate-gradient one (``cg_j``) differ at large beta, where the graph's weights
+underflow and the two land on different answers, and neither wins on every dataset.
+``probseg-tune-baselines`` reruns the search and rewrites ``tuned_baselines.json`` beside this file,
+which records the grid, the scores by solver and beta, and the command.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from probseg.data.disks import TRAIN_SEED
 
 from .methods import tune_random_walker_beta
 
-__all__ = ["TUNED_PATH", "tuned_beta", "tuned_mode", "tune_disks", "tune_real", "main"]
+__all__ = ["TUNED_PATH", "tuned_beta", "tuned_mode", "pick_solver", "tune_disks", "tune_real", "main"]
 
 TUNED_PATH = Path(__file__).resolve().parent / "tuned_baselines.json"
 DEFAULT_BETAS = (10.0, 30.0, 60.0, 130.0, 250.0, 500.0, 1000.0, 2000.0)
@@ -41,15 +45,47 @@ def tuned_beta(method: str, dataset: str = "disks") -> float:
 
 
 def tuned_mode(method: str, dataset: str = "disks") -> str:
-    """The solver mode ``tuned_beta`` was tuned with (``cg_j`` unless the record names another)."""
+    """The solver ``tuned_beta`` was chosen with: the walker's own record, else the entry's, else ``cg_j``."""
     try:
-        table = json.loads(TUNED_PATH.read_text())
-        return str(table[dataset].get("mode", "cg_j"))
+        entry = json.loads(TUNED_PATH.read_text())[dataset]
     except (OSError, ValueError, KeyError):
         return "cg_j"
+    own = entry.get(method, {})
+    return str(own.get("mode", entry.get("mode", "cg_j")) if isinstance(own, dict) else entry.get("mode", "cg_j"))
 
 
-def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0, mode: str = "cg_j") -> dict[str, dict]:
+def pick_solver(scores_by_mode: dict[str, dict[float, float]]) -> tuple[str, float, float]:
+    """The ``(mode, beta, score)`` with the best training score; ties go to the first mode, then beta.
+
+    Args:
+        scores_by_mode: ``{mode: {beta: mean Dice}}``, as :func:`tune_random_walker_beta` returns per mode.
+    """
+    best: tuple[str, float, float] | None = None
+    for mode, scores in scores_by_mode.items():
+        for beta, score in scores.items():
+            if best is None or score > best[2]:
+                best = (mode, float(beta), float(score))
+    if best is None:
+        raise ValueError("scores_by_mode: empty")
+    return best
+
+
+def _tune_pair(images: list, targets: list, betas: tuple[float, ...], seed: int, modes: tuple[str, ...]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
+        by_mode = {mode: tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)[1]
+                   for mode in modes}
+        mode, beta, _ = pick_solver(by_mode)
+        out[method] = {
+            "beta": beta, "mode": mode,
+            "mean_dice_by_beta": {str(b): round(v, 4) for b, v in by_mode[mode].items()},
+            "mean_dice_by_mode": {m: {str(b): round(v, 4) for b, v in sc.items()} for m, sc in by_mode.items()},
+        }
+    return out
+
+
+def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0,
+               mode: str | tuple[str, ...] = "cg_j") -> dict[str, dict]:
     """Tune both random walkers on ``n_images`` disk *training* images with random non-empty targets."""
     disks = make_disk_dataset(n_images, TRAIN_SEED)
     images, targets = [], []
@@ -58,14 +94,11 @@ def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, se
         bits = int(rng.integers(1, 8))
         images.append(d.image)
         targets.append(subset_mask(d.disks, [j for j in range(3) if bits >> j & 1]))
-    out = {}
-    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
-        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)
-        out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
-    return out
+    return _tune_pair(images, targets, betas, seed, (mode,) if isinstance(mode, str) else tuple(mode))
 
 
-def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0, mode: str = "cg_j") -> dict[str, dict]:
+def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0,
+              mode: str | tuple[str, ...] = "cg_j") -> dict[str, dict]:
     """Tune both random walkers on the images of a real *training* dataset (its targets as drawn).
 
     ``dataset`` is a session-dataset name (e.g. ``medscribble:PATH?tasks=ACDC,BTCV,HipXRay,STARE``,
@@ -77,10 +110,7 @@ def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int 
     cases = [ds.case(i, seed) for i in range(len(ds))]
     images = [c.image for c in cases]
     targets = [c.target for c in cases]
-    out: dict[str, dict] = {}
-    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
-        best, scores = tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)
-        out[method] = {"beta": best, "mean_dice_by_beta": {str(b): round(v, 4) for b, v in scores.items()}}
+    out = _tune_pair(images, targets, betas, seed, (mode,) if isinstance(mode, str) else tuple(mode))
     out["tasks"] = ds.session_tasks()  # type: ignore[assignment]
     out["n_images"] = len(images)  # type: ignore[assignment]
     return out
@@ -99,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--entry", default=None, help="the JSON entry to write (default: disks, or medical for real data)")
     p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
                    help="comma-separated beta grid; widen it when the best value lies on its edge")
-    p.add_argument("--mode", default="cg_j", choices=("cg", "cg_j", "bf"), help="the walker's solver (recorded with the beta)")
+    p.add_argument("--mode", default="cg_j",
+                   help="the walker's solver(s), comma-separated from cg, cg_j, bf: with several, each walker keeps "
+                        "the solver and beta that score best on the training images (recorded with the beta)")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
@@ -118,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--betas: expected comma-separated numbers, got {args.betas!r}") from None
     if not betas or any(not b > 0 for b in betas):
         raise ValueError(f"--betas: expected positive numbers, got {args.betas!r}")
+    modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
+    if not modes or any(m not in ("cg", "cg_j", "bf") for m in modes):
+        raise ValueError(f"--mode: expected comma-separated solvers from cg, cg_j, bf, got {args.mode!r}")
     entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
-    result = (tune_disks(args.n_images, betas, seed=args.seed, mode=args.mode) if args.dataset == "disks"
-              else tune_real(args.dataset, betas, seed=args.seed, mode=args.mode))
+    result = (tune_disks(args.n_images, betas, seed=args.seed, mode=modes) if args.dataset == "disks"
+              else tune_real(args.dataset, betas, seed=args.seed, mode=modes))
     command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     try:
@@ -130,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     record.setdefault("protocol", "clicks start, 3 RITM corrections, policy first; score = mean Dice over the "
                       "4 iterations; training images only")
     record.pop("betas", None)  # each entry records its own grid
-    record[entry] = {**result, "mode": args.mode, "betas": list(betas), "dataset": args.dataset, "command": command.strip()}
+    record[entry] = {**result, "modes": list(modes), "betas": list(betas), "dataset": args.dataset, "command": command.strip()}
     record.pop("command", None)  # commands now live in each entry
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({m: v["beta"] for m, v in result.items() if isinstance(v, dict)}))

@@ -60,6 +60,47 @@ def test_real_data_walker_uses_the_beta_tuned_on_real_training_tasks() -> None:
     assert rs.make_method().beta == tuned_beta("random-walker", "medical")
 
 
+def test_real_data_walker_uses_the_solver_tuned_with_its_beta() -> None:
+    from simulator.baselines import tuned_mode
+
+    for method in ("random-walker", "random-walker-partial"):
+        assert RunSettings(dataset=_dataset("WBC"), method=method).make_method().mode == tuned_mode(method, "medical")
+
+
+def test_pick_solver_takes_the_best_pair_over_solvers_and_betas() -> None:
+    from simulator.baselines import pick_solver
+
+    scores = {"bf": {10.0: 0.5, 100.0: 0.7}, "cg_j": {10.0: 0.6, 100.0: 0.65}}
+    assert pick_solver(scores) == ("bf", 100.0, 0.7)
+    scores["cg_j"][1000.0] = 0.71
+    assert pick_solver(scores) == ("cg_j", 1000.0, 0.71)
+    assert pick_solver({"bf": {1.0: 0.5}, "cg_j": {1.0: 0.5}})[0] == "bf"  # a tie keeps the first solver
+    with pytest.raises(ValueError, match="scores_by_mode"):
+        pick_solver({})
+
+
+def test_tuned_mode_prefers_the_walkers_own_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from simulator import baselines
+
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps({"d": {"mode": "bf", "random-walker": {"beta": 1.0, "mode": "cg_j"},
+                                      "random-walker-partial": {"beta": 2.0}}}))
+    monkeypatch.setattr(baselines, "TUNED_PATH", path)
+    assert baselines.tuned_mode("random-walker", "d") == "cg_j"
+    assert baselines.tuned_mode("random-walker-partial", "d") == "bf"
+    assert baselines.tuned_mode("random-walker", "other") == "cg_j"
+
+
+def test_tune_cli_rejects_an_unknown_solver(capsys: pytest.CaptureFixture[str]) -> None:
+    from simulator.baselines import main as tune_main
+
+    assert tune_main(["--mode", "bf,amg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("probseg-tune-baselines: ") and "--mode" in err and len(err.splitlines()) == 1
+
+
 def test_study_refuses_a_dataset_holding_a_training_task() -> None:
     raw = {
         "name": "x", "reference": "rw", "dataset": _dataset("ACDC,WBC"), "train_tasks": ["ACDC", "BTCV"],
