@@ -176,6 +176,20 @@ def test_shipped_study_runs_quick_end_to_end(name: str, tmp_path: Path) -> None:
             assert (out / fig).stat().st_size > 0
 
 
+@pytest.mark.skipif(not Path("../shared/medscribble").is_dir(), reason="../shared/medscribble not present")
+def test_medscribble_study_runs_quick_end_to_end(tmp_path: Path) -> None:
+    """The real-image study runs whole at --quick size, with its per-task and start tables."""
+    out = tmp_path / "medscribble"
+    assert main(["run", "medscribble", "--quick", "--workers", "0", "--no-progress", "--out", str(out)]) == 0
+    record = json.loads((out / "study.json").read_text())
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["label"]) == [a["label"] for a in record["arms"]]
+    assert len(record["arms"]) == 21  # 7 arms x 3 starts
+    per_task = pd.read_csv(out / "per_task.csv")
+    assert set(per_task["task"]) <= {"CAMUS", "OASIS", "OCTA500", "WBC"}
+    assert (out / "starts.csv").exists() and (out / "per_annotator.csv").exists()
+
+
 def test_quick_study_twice_gives_identical_tables(tmp_path: Path) -> None:
     """Reproducibility: the same study run twice gives byte-identical tables (timings are not in them)."""
     from simulator.study import run_study
