@@ -4,8 +4,8 @@ The random walker's beta is chosen by :func:`simulator.methods.tune_random_walke
 the *training* split (for disks: the paper's 1,000 training images, never the held-out ones the
 sessions run on). The walker's solver is tuned too: ``--mode bf,cg_j`` scores every beta under each
 solver and keeps, per walker, the (solver, beta) pair with the best training score. The exact solve
-(``bf``) and the conjugate-gradient one (``cg_j``) differ at large beta, where the graph's weights
-underflow and the two land on different answers, and neither wins on every dataset.
+(``bf``) and the conjugate-gradient one (``cg_j``, to its tolerance) differ at large beta, where the
+system is badly conditioned and the two land on different answers; neither wins on every dataset.
 ``probseg-tune-baselines`` reruns the search and rewrites ``tuned_baselines.json`` beside this file,
 which records the grid, the scores by solver and beta, and the command.
 """
