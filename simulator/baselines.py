@@ -50,8 +50,9 @@ def tuned_mode(method: str, dataset: str = "disks") -> str:
         entry = json.loads(TUNED_PATH.read_text())[dataset]
     except (OSError, ValueError, KeyError):
         return "cg_j"
-    own = entry.get(method, {})
-    return str(own.get("mode", entry.get("mode", "cg_j")) if isinstance(own, dict) else entry.get("mode", "cg_j"))
+    fallback = str(entry.get("mode", "cg_j"))
+    own = entry.get(method)
+    return str(own.get("mode", fallback)) if isinstance(own, dict) else fallback
 
 
 def pick_solver(scores_by_mode: dict[str, dict[float, float]]) -> tuple[str, float, float]:
@@ -70,7 +71,9 @@ def pick_solver(scores_by_mode: dict[str, dict[float, float]]) -> tuple[str, flo
     return best
 
 
-def _tune_pair(images: list, targets: list, betas: tuple[float, ...], seed: int, modes: tuple[str, ...]) -> dict[str, dict]:
+def _tune_pair(images: list[np.ndarray], targets: list[np.ndarray], betas: tuple[float, ...], seed: int,
+               modes: tuple[str, ...]) -> dict[str, dict]:
+    """Tune both walkers over ``modes`` x ``betas``; each keeps its best (solver, beta) (see :func:`pick_solver`)."""
     out: dict[str, dict] = {}
     for method, partial in (("random-walker", False), ("random-walker-partial", True)):
         by_mode = {mode: tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode)[1]
