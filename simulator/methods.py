@@ -160,9 +160,9 @@ class RandomWalkerMethod:
         confidence: the partial variant's margin (0.05 by the protocol).
         mode, tol: passed to ``skimage.segmentation.random_walker``. ``bf`` (a sparse direct solve)
             is faster than ``cg_j`` on 256x256 images (0.4-0.6 s against 0.8-1.8 s per solve
-            here), but at large beta the two land on different answers (on disks at beta 1000, 38 of 200 ``bf`` first proposals fell below
-            Dice 0.5, against 2 with ``cg_j``; on the real training tasks ``cg_j`` also scored
-            higher), so ``cg_j`` is the default and the tuned records name the solver chosen with
+            here), but at large beta the two land on different answers (on disks at beta 1000,
+            38 of 200 ``bf`` first proposals fell below Dice 0.5, against 2 with ``cg_j``; on the
+            real training tasks ``cg_j`` also scored higher), so ``cg_j`` is the default and the tuned records name the solver chosen with
             each beta. ``cg_j`` can be slow to converge: one 256x256 solve in the medscribble study
             took 19 minutes (skimage does not expose CG's iteration cap).
     The walker is deterministic: ``multi`` is False and there are no scores.
