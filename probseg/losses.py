@@ -44,15 +44,25 @@ def soft_dice_loss(target: torch.Tensor, pred: torch.Tensor, smooth: float = DEF
     return weighted_soft_dice_loss(target, pred, torch.ones_like(target), smooth)
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dimensions, batch mean.
 
     Args:
-        mu, logvar: float (B, ...).
+        mu, logvar: float (B, ...); every element after the batch axis is one latent dimension.
+        free_bits: nats per latent dimension that are not penalised ("free bits", Kingma et al.
+            2016): each dimension's batch-mean KL is raised to at least this value before the sum,
+            so the KL term stops pushing a dimension that carries less than this much information
+            back to the prior, a remedy for posterior collapse. 0 gives the plain KL.
+    Returns:
+        float scalar.
     """
     _check_same_shape(mu=mu, logvar=logvar)
-    dims = tuple(range(1, mu.ndim))
-    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(dims).mean()
+    if free_bits < 0:
+        raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
+    per_dim = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
+    if free_bits > 0:
+        per_dim = per_dim.clamp(min=free_bits)
+    return per_dim.sum()
 
 
 def partial_seg_loss(
@@ -65,6 +75,7 @@ def partial_seg_loss(
     logvar: torch.Tensor,
     beta0: float = 1.0,
     beta1: float = 1e-3,
+    free_bits: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Eq. (3): ``WDL(y_s, pred_s, y_m - x_m) + beta0 DL(y_m, pred_m) + beta1 KL``.
 
@@ -72,10 +83,13 @@ def partial_seg_loss(
         y_m, y_s, x_m: float (B, H, W) in {0, 1}, with ``x_m <= y_m``.
         pred_m, pred_s: float (B, H, W) in [0, 1].
         mu, logvar: the approximate posterior's parameters, float (B, ...).
+        free_bits: see :func:`kl_divergence`; 0 (the paper) penalises the whole KL.
     Returns:
-        dict with ``loss`` (the total) and its terms ``wdl``, ``dl``, ``kl``; float scalars.
+        dict with ``loss`` (the total) and its terms ``wdl``, ``dl``, ``kl``; float scalars. ``kl``
+        is the plain KL whatever ``free_bits`` is, so runs with and without free bits compare.
     """
     wdl = weighted_soft_dice_loss(y_s, pred_s, (y_m - x_m).clamp(min=0.0))
     dl = soft_dice_loss(y_m, pred_m)
     kl = kl_divergence(mu, logvar)
-    return {"loss": wdl + beta0 * dl + beta1 * kl, "wdl": wdl, "dl": dl, "kl": kl}
+    kl_term = kl_divergence(mu, logvar, free_bits) if free_bits > 0 else kl
+    return {"loss": wdl + beta0 * dl + beta1 * kl_term, "wdl": wdl, "dl": dl, "kl": kl}

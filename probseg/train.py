@@ -76,6 +76,12 @@ class TrainSettings:
             records the value used.
         kl_warmup: steps over which the KL weight ramps linearly from 0 to beta1 (0: none), a
             common remedy for posterior collapse.
+        free_bits: nats per latent dimension the KL term does not penalise (0: none, the paper);
+            another remedy for posterior collapse, see :func:`probseg.losses.kl_divergence`.
+        device: where the network trains: ``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when
+            available). The pool, the batch order and the final evaluation stay on the CPU, so the
+            data a seed gives does not depend on the device; the weights do, slightly (GPU kernels
+            round differently), so a CPU run is the one that reproduces bit for bit.
         pair_spec: overrides of :class:`~probseg.data.partials.PairSpec` (``mode`` follows the model).
         medscribble: the MedScribble folder (``medical``).
         train_tasks: the MedScribble tasks trained on (``medical``); every other task under
@@ -98,6 +104,8 @@ class TrainSettings:
     threads: int = 0
     beta1: float | None = None
     kl_warmup: int = 0
+    free_bits: float = 0.0
+    device: str = "cpu"
     pair_spec: dict[str, Any] = field(default_factory=dict)
     medscribble: str = DEFAULT_MEDSCRIBBLE
     train_tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_TASKS))
@@ -131,6 +139,9 @@ class TrainSettings:
             raise ValueError(f"beta1: must be a finite number >= 0, got {self.beta1}")
         if self.kl_warmup < 0:
             raise ValueError(f"kl_warmup: must be >= 0, got {self.kl_warmup}")
+        if not (self.free_bits >= 0 and np.isfinite(self.free_bits)):
+            raise ValueError(f"free_bits: must be a finite number >= 0, got {self.free_bits}")
+        resolve_device(self.device)
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.dataset == "medical":
@@ -156,6 +167,29 @@ class TrainSettings:
                 raise ValueError(f"train_tasks: unknown task {', '.join(unknown)}; available: {', '.join(available)}")
             if self.eval_images > 0 and not heldout_tasks(self.medscribble, tasks):
                 raise ValueError("eval_images: every MedScribble task is a training task, none is left to evaluate on")
+
+
+def resolve_device(device: str) -> torch.device:
+    """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
+
+    Raises:
+        ValueError: naming ``device`` when the name is unknown or CUDA is not available.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device!r} asked for, but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def build_disk_pool(
@@ -239,13 +273,15 @@ def _dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _step_loss(net: PartialSegNet, batch: torch.Tensor, beta1: float | None = None) -> dict[str, torch.Tensor]:
+def _step_loss(
+    net: PartialSegNet, batch: torch.Tensor, beta1: float | None = None, free_bits: float = 0.0
+) -> dict[str, torch.Tensor]:
     image, x_m, x_s, y_m, y_s = (batch[:, c : c + 1] for c in range(5))
     out = net(image, x_m, x_s, y_m, y_s)
     cfg = net.config
     return partial_seg_loss(
         y_m[:, 0], y_s[:, 0], x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0,
-        cfg.beta1 if beta1 is None else beta1,
+        cfg.beta1 if beta1 is None else beta1, free_bits,
     )
 
 
@@ -269,8 +305,12 @@ def train(
         config = replace(config, beta1=settings.beta1)
     pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": config.mode})
     disk_spec = DiskSpec()
+    device = resolve_device(settings.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     torch.manual_seed(settings.seed)
-    net = build_network(config)
+    net = build_network(config)  # initialised on the CPU, so the initial weights do not depend on the device
     t0 = time.perf_counter()
     if settings.dataset == "medical":
         pool, data_spec = _medical_pool(settings, config, pair_spec, progress)
@@ -290,6 +330,7 @@ def train(
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps, eta_min=settings.lr * 0.05)
+    net.to(device)
     net.train()
     history: list[dict[str, float]] = []
     running: dict[str, float] = {}
@@ -297,9 +338,9 @@ def train(
     for step in bar:
         idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
         codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
-        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
+        batch = _dihedral(pool_batch_to_float(pool[idx]), codes).to(device, non_blocking=True)
         warm = min(1.0, (step + 1) / settings.kl_warmup) if settings.kl_warmup else 1.0
-        terms = _step_loss(net, batch, config.beta1 * warm)
+        terms = _step_loss(net, batch, config.beta1 * warm, settings.free_bits)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
@@ -311,10 +352,12 @@ def train(
             bar.set_postfix(loss=f"{running['loss']:.4f}")
         if step % 500 == 0 or step == settings.steps - 1:
             history.append({"step": step, **{k: round(v, 5) for k, v in running.items()}})
+    net.to("cpu")  # evaluated and saved on the CPU, where the shipped models run
     net.eval()
     train_seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {f"final_{k}": float(v) for k, v in running.items()}
     metrics["train_seconds"] = float(train_seconds)
+    metrics["train_device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     model = ProbSeg(net, name=config.name)
     if settings.eval_images > 0 and settings.dataset == "medical":
         t_eval = time.perf_counter()
@@ -351,6 +394,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
     p.add_argument("--beta1", type=float, default=None, help="KL weight (default: the configuration's)")
     p.add_argument("--kl-warmup", type=int, default=d.kl_warmup, help="steps of linear KL-weight warm-up from 0 (0: none)")
+    p.add_argument(
+        "--free-bits", type=float, default=d.free_bits,
+        help="nats per latent dimension the KL term does not penalise (0: none, as in the paper)",
+    )
+    p.add_argument(
+        "--device", default=d.device,
+        help="where the network trains: cpu, cuda, cuda:N or auto; the data and the final evaluation stay on the CPU",
+    )
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
     p.add_argument("--medscribble", default=d.medscribble, help="MedScribble folder (--dataset medical)")
     p.add_argument(
@@ -387,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         beta1=args.beta1,
         kl_warmup=args.kl_warmup,
+        free_bits=args.free_bits,
+        device=args.device,
         medscribble=args.medscribble,
         train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
         real_fraction=args.real_fraction,

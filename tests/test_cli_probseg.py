@@ -158,6 +158,8 @@ def test_reproduce_help_console_script():
         (["--eval-images", "-1"], "eval_images"),
         (["--lr", "0"], "lr"),
         (["--dataset", "mnist"], "dataset"),
+        (["--free-bits", "-1"], "free_bits"),
+        (["--device", "tpu"], "device"),
     ],
 )
 def test_train_bad_arguments(argv, needle, tmp_path, capsys):

@@ -145,6 +145,28 @@ def test_kl_sums_over_spatial_latent():
     assert kl_divergence(mu, torch.zeros_like(mu)).item() == pytest.approx(2.0, abs=1e-12)
 
 
+def test_kl_free_bits_by_hand():
+    mu = T([[1.0, 0.0], [0.0, 0.0]])  # per-element KL [[0.5, 0], [0, 0]]; batch means [0.25, 0]
+    lv = torch.zeros(2, 2, dtype=torch.float64)
+    # Each dimension's batch mean is raised to the floor: max(0.25, 0.1) + max(0, 0.1).
+    assert kl_divergence(mu, lv, free_bits=0.1).item() == pytest.approx(0.35, abs=1e-12)
+    # A floor above every dimension's KL makes the term constant: 2 dims x 0.3.
+    assert kl_divergence(mu, lv, free_bits=0.3).item() == pytest.approx(0.6, abs=1e-12)
+    assert kl_divergence(mu, lv, free_bits=0.0).item() == pytest.approx(0.25, abs=1e-12)
+
+
+def test_kl_free_bits_stops_the_gradient_below_the_floor():
+    mu = T([[0.1, 2.0]]).requires_grad_()
+    kl_divergence(mu, torch.zeros(1, 2, dtype=torch.float64), free_bits=0.5).backward()
+    # dimension 0 carries 0.005 nats < 0.5: no pull to the prior; dimension 1 (2 nats): d/dmu = mu.
+    assert mu.grad.tolist() == [[0.0, 2.0]]
+
+
+def test_kl_rejects_negative_free_bits():
+    with pytest.raises(ValueError, match="free_bits"):
+        kl_divergence(torch.zeros(1, 2), torch.zeros(1, 2), free_bits=-0.1)
+
+
 @given(
     mu=hnp.arrays(np.float64, (2, 3), elements=st.floats(-5, 5)),
     logvar=hnp.arrays(np.float64, (2, 3), elements=st.floats(-5, 5)),
@@ -194,6 +216,17 @@ def test_partial_seg_loss_betas():
     assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-12)
     # beta0 = beta1 = 0 leaves the weighted Dice term alone
     assert partial_seg_loss(*args, beta0=0.0, beta1=0.0)["loss"].item() == pytest.approx(base["wdl"].item(), abs=1e-12)
+
+
+def test_partial_seg_loss_free_bits_changes_the_loss_not_the_logged_kl():
+    args = _eq3_inputs()
+    base = partial_seg_loss(*args)
+    floor = 10.0  # above every dimension's KL: the term becomes n_dims * floor
+    out = partial_seg_loss(*args, beta1=2.0, free_bits=floor)
+    n_dims = args[5][0].numel()
+    assert out["kl"].item() == pytest.approx(base["kl"].item(), abs=1e-12)
+    expected = base["wdl"].item() + base["dl"].item() + 2.0 * n_dims * floor
+    assert out["loss"].item() == pytest.approx(expected, abs=1e-12)
 
 
 def test_partial_seg_loss_weight_never_negative():

@@ -9,7 +9,7 @@ import torch
 import probseg
 from probseg.data.partials import PairSpec
 from probseg.model import build_network
-from probseg.train import TrainSettings, _dihedral, _step_loss, build_disk_pool, train
+from probseg.train import TrainSettings, _dihedral, _step_loss, build_disk_pool, resolve_device, train
 
 
 def _mean_loss(net, batch, n: int = 4) -> float:
@@ -112,6 +112,10 @@ def test_dihedral_transforms():
         ({"eval_images": -1}, "eval_images"),
         ({"lr": 0.0}, "lr"),
         ({"lr": float("nan")}, "lr"),
+        ({"free_bits": -0.5}, "free_bits"),
+        ({"free_bits": float("inf")}, "free_bits"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:x"}, "device"),
     ],
 )
 def test_train_settings_validate_raises(kwargs, field):
@@ -119,6 +123,26 @@ def test_train_settings_validate_raises(kwargs, field):
         TrainSettings(**kwargs).validate()
     with pytest.raises(ValueError, match=f"^{field}"):
         train(TrainSettings(**kwargs), progress=False)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(" CPU ") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device: 'cuda' asked for, but CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_free_bits_and_warmup_train_and_are_recorded():
+    s = TrainSettings(config="paper", steps=3, batch_size=4, n_pairs=8, n_train_images=10, eval_images=0, threads=1,
+                      free_bits=0.5, kl_warmup=2)
+    model, metrics = train(s, progress=False)
+    assert model.meta["train"]["settings"]["free_bits"] == 0.5
+    assert metrics["train_device"] == "cpu" and np.isfinite(metrics["final_loss"])
+    # the floor changes the training: the same seed without it ends elsewhere
+    plain, _ = train(TrainSettings(**{**s.__dict__, "free_bits": 0.0}), progress=False)
+    assert any(not torch.equal(v, plain.net.state_dict()[k]) for k, v in model.net.state_dict().items())
 
 
 def test_default_settings_validate():
