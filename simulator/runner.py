@@ -10,6 +10,7 @@ whatever the number of workers or the chunking.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -228,6 +229,14 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or "" when it cannot be read (then no check is made)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     """Create ``out`` and its config, or check that an existing run there has the same settings."""
     try:
@@ -240,14 +249,24 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     cfg_path = out / "config.json"
     identity = settings.to_dict()
     model_meta = getattr(getattr(method, "model", None), "meta", {}) if hasattr(method, "model") else {}
+    ckpt_path = model_meta.get("path", "")
+    ckpt_sha = _file_sha256(ckpt_path) if ckpt_path else ""
     if cfg_path.exists():
         try:
-            old = json.loads(cfg_path.read_text())["settings"]
+            old_config = json.loads(cfg_path.read_text())
+            old = old_config["settings"]
         except (ValueError, KeyError, OSError):
             raise ValueError(f"out: {cfg_path} is unreadable; choose another --out") from None
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
         if diff:
             raise ValueError(f"out: {out} holds a run with another configuration (differs in: {', '.join(diff)})")
+        # The same checkpoint name may hold new weights (a retrained model): never mix their sessions.
+        old_sha = old_config.get("method", {}).get("checkpoint_sha256", "")
+        if old_sha and ckpt_sha and old_sha != ckpt_sha:
+            raise ValueError(
+                f"out: {out} holds a run made with other weights of {Path(ckpt_path).name} "
+                "(the checkpoint file changed); delete that folder or choose another --out"
+            )
         return
     config = {
         "settings": identity,
@@ -255,7 +274,7 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         "effort": asdict(settings.effort_model()),
         "method": {
             "name": method.name, "kind": method.kind, "multi": method.multi,
-            "checkpoint": model_meta.get("path", ""), "rw_beta": getattr(method, "beta", None),
+            "checkpoint": ckpt_path, "checkpoint_sha256": ckpt_sha, "rw_beta": getattr(method, "beta", None),
         },
         "versions": _versions(),
         "git_commit": _git_commit(),

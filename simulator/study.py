@@ -519,8 +519,12 @@ def _train_seed_checkpoints(study: Study, out: Path, progress: bool) -> None:
         known = {f.name for f in fields(TrainSettings)}
         settings = TrainSettings(**{k: v for k, v in record["settings"].items() if k in known})
         settings.seed = int(tseed)
-        target.parent.mkdir(parents=True, exist_ok=True)
         command = (record.get("command") or "").replace(" --seed 0", f" --seed {tseed}")
+        if settings.device != "cpu":
+            # A recipe trained on a GPU retrains on one when this machine has it, else on the CPU.
+            settings.device = "auto"
+            command = re.sub(r"--device \S+", "--device auto", command)
+        target.parent.mkdir(parents=True, exist_ok=True)
         train(settings, target, progress=progress, command=command)
 
 

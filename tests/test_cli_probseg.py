@@ -200,8 +200,9 @@ def test_train_cli_writes_checkpoint(tmp_path, capsys):
 # Regression guards on the shipped models, a margin below what they measured on these 100 images
 # (probseg/checkpoints/CHECKPOINTS.md has the 1,000-image figures).
 SHIPPED = {
-    # deterministic grower: meets the size target (>= 40 fg, >= 20 bg, <= 250 px, max Dice >= 0.87)
-    "disks": {"max_dice": 0.95, "added_fg_px": 80, "added_bg_px": 80, "min_gain": 0.0},
+    # free bits keep its latent: about the size target (>= 40 fg, >= 20 bg, <= 250 px, max Dice
+    # >= 0.87; 42 fg and 27 bg on these 100 images) with target Dice rising from @1 to @16
+    "disks": {"max_dice": 0.95, "added_fg_px": 38, "added_bg_px": 20, "min_gain": 0.08},
     # the faithful paper model: smaller proposals, but sampling helps (target Dice@16 >> @1)
     "disks-paper": {"max_dice": 0.93, "added_fg_px": 30, "added_bg_px": 12, "min_gain": 0.2},
 }

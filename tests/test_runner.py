@@ -88,6 +88,22 @@ def test_out_with_other_configuration_is_refused(tiny_checkpoint, tmp_path):
         run(_settings(tiny_checkpoint, k=2), out=out, workers=0, progress=False)
 
 
+def test_out_made_with_other_weights_of_the_same_checkpoint_is_refused(tmp_path):
+    from probseg.train import TrainSettings, train
+
+    ckpt = tmp_path / "model.pt"
+    tiny = dict(config="paper", steps=2, batch_size=4, n_pairs=8, n_train_images=10, eval_images=0, threads=1)
+    train(TrainSettings(**tiny), ckpt, progress=False)
+    out = tmp_path / "r"
+    run(_settings(ckpt), out=out, workers=0, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["method"]["checkpoint_sha256"]) == 64
+    run(_settings(ckpt), out=out, workers=0, progress=False)  # same weights: resumes
+    train(TrainSettings(**{**tiny, "seed": 1}), ckpt, progress=False)  # retrained under the same name
+    with pytest.raises(ValueError, match="out: .*other weights of model.pt"):
+        run(_settings(ckpt), out=out, workers=0, progress=False)
+
+
 def test_worker_death_is_retried_and_no_session_lost_or_doubled(tiny_checkpoint, tmp_path):
     marker = tmp_path / "crashed-once"
     _, sessions, _ = run(_settings(tiny_checkpoint), out=tmp_path / "r", workers=1, progress=False,

@@ -205,3 +205,25 @@ def test_quick_study_twice_gives_identical_tables(tmp_path: Path) -> None:
     steps_a = pd.read_parquet(a / "runs" / "probseg-best-of-4" / "steps.parquet").drop(columns=list(TIMING_KEYS))
     steps_b = pd.read_parquet(b / "runs" / "probseg-best-of-4" / "steps.parquet").drop(columns=list(TIMING_KEYS))
     pd.testing.assert_frame_equal(steps_a, steps_b)
+
+
+def test_seed_retrain_of_a_gpu_recipe_runs_without_a_gpu(tmp_path, monkeypatch):
+    """A recipe recorded with ``--device cuda`` retrains here (``auto``), not fails on a CPU machine."""
+    import types
+
+    import probseg.registry as registry
+    from simulator.study import _train_seed_checkpoints
+
+    record = {
+        "command": "probseg-train --config paper --steps 2 --seed 0 --device cuda --out x.pt",
+        "settings": {"config": "paper", "steps": 2, "batch_size": 2, "n_pairs": 4, "n_train_images": 5,
+                     "eval_images": 0, "threads": 1, "device": "cuda", "free_bits": 0.05},
+    }
+    (tmp_path / "gpu.json").write_text(json.dumps(record))
+    monkeypatch.setattr(registry, "resolve", lambda name: str(tmp_path / f"{name}.pt"))
+    arm = types.SimpleNamespace(settings={"checkpoint": "checkpoints/gpu-seed1.pt"}, train_seed=1)
+    _train_seed_checkpoints(types.SimpleNamespace(arms=[arm]), tmp_path / "out", progress=False)
+    written = json.loads((tmp_path / "out" / "checkpoints" / "gpu-seed1.json").read_text())
+    assert written["settings"]["seed"] == 1 and written["settings"]["free_bits"] == 0.05
+    assert written["settings"]["device"] == "auto"
+    assert written["command"] == "probseg-train --config paper --steps 2 --seed 1 --device auto --out x.pt"
