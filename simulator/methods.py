@@ -7,6 +7,7 @@ annotator's own input (start plus corrections) and re-predicts every pixel from 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Sequence
@@ -185,6 +186,9 @@ class RandomWalkerMethod:
             raise ValueError(f"confidence: must be in (0, 0.5), got {confidence!r}")
         if mode not in ("cg", "cg_j", "cg_mg", "bf"):
             raise ValueError(f"mode: must be one of 'cg', 'cg_j', 'cg_mg', 'bf', got {mode!r}")
+        if mode == "cg_mg" and importlib.util.find_spec("pyamg") is None:
+            # scikit-image would warn and quietly solve with cg_j instead: a different baseline.
+            raise ValueError("mode: 'cg_mg' needs the pyamg package (python3 -m pip install pyamg)")
         self.beta = float(beta)
         self.partial = bool(partial)
         self.confidence = float(confidence)

@@ -304,6 +304,16 @@ def test_random_walker_partial_decides_only_confident_pixels_and_keeps_its_input
     assert rw.kind == "partial" and RandomWalkerMethod().kind == "complete"
 
 
+def test_random_walker_cg_mg_without_pyamg_is_refused_not_swapped(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyamg" else real(name, *a))
+    with pytest.raises(ValueError, match="^mode: 'cg_mg' needs the pyamg package"):
+        RandomWalkerMethod(mode="cg_mg")
+    RandomWalkerMethod(mode="cg_j")  # the other solvers need nothing extra
+
+
 @pytest.mark.parametrize("name", ["random-walker", "random-walker-partial"])
 def test_random_walker_sessions_on_one_disk_reach_high_dice_quickly(name):
     for seed in range(3):
