@@ -328,9 +328,9 @@ def train(
             "extra_noise": settings.extra_noise,
         }
     gen = torch.Generator().manual_seed(settings.seed)
+    net.to(device)  # before the optimiser is built, so its state lives beside the weights
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps, eta_min=settings.lr * 0.05)
-    net.to(device)
     net.train()
     history: list[dict[str, float]] = []
     running: dict[str, float] = {}
