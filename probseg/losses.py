@@ -56,13 +56,16 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0
     Returns:
         float scalar.
     """
-    _check_same_shape(mu=mu, logvar=logvar)
     if free_bits < 0:
         raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
-    per_dim = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
-    if free_bits > 0:
-        per_dim = per_dim.clamp(min=free_bits)
-    return per_dim.sum()
+    per_dim = _kl_per_dim(mu, logvar)
+    return (per_dim.clamp(min=free_bits) if free_bits > 0 else per_dim).sum()
+
+
+def _kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Each latent dimension's batch-mean KL to N(0, 1): float (...), the shape of ``mu[0]``."""
+    _check_same_shape(mu=mu, logvar=logvar)
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
 
 
 def partial_seg_loss(
@@ -90,6 +93,9 @@ def partial_seg_loss(
     """
     wdl = weighted_soft_dice_loss(y_s, pred_s, (y_m - x_m).clamp(min=0.0))
     dl = soft_dice_loss(y_m, pred_m)
-    kl = kl_divergence(mu, logvar)
-    kl_term = kl_divergence(mu, logvar, free_bits) if free_bits > 0 else kl
+    if free_bits < 0:
+        raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
+    per_dim = _kl_per_dim(mu, logvar)
+    kl = per_dim.sum()
+    kl_term = per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl
     return {"loss": wdl + beta0 * dl + beta1 * kl_term, "wdl": wdl, "dl": dl, "kl": kl}

@@ -163,9 +163,10 @@ class RandomWalkerMethod:
             is faster than ``cg_j`` on 256x256 images (0.4-0.6 s against 0.8-1.8 s per solve
             here), but at large beta the two land on different answers (on disks at beta 1000,
             38 of 200 ``bf`` first proposals fell below Dice 0.5, against 2 with ``cg_j``; on the
-            real training tasks ``cg_j`` also scored higher), so ``cg_j`` is the default and the tuned records name the solver chosen with
-            each beta. ``cg_j`` can be slow to converge: one 256x256 solve in the medscribble study
-            took 19 minutes (skimage does not expose CG's iteration cap).
+            real training tasks ``cg_j`` also scored higher), so ``cg_j`` is the default and the
+            tuned records name the solver chosen with each beta. ``cg_j`` can be slow to converge:
+            one 256x256 solve in the medscribble study took 19 minutes (skimage does not expose
+            CG's iteration cap; it caps ``cg_mg`` at 30, which needs pyamg and a retune).
     The walker is deterministic: ``multi`` is False and there are no scores.
     """
 
