@@ -4,8 +4,9 @@ The random walker's beta is chosen by :func:`simulator.methods.tune_random_walke
 the *training* split (for disks: the paper's 1,000 training images, never the held-out ones the
 sessions run on). The walker's solver is tuned too: ``--mode bf,cg_j`` scores every beta under each
 solver and keeps, per walker, the (solver, beta) pair with the best training score. The exact solve
-(``bf``) and the conjugate-gradient one (``cg_j``, to its tolerance) differ at large beta, where the
-system is badly conditioned and the two land on different answers; neither wins on every dataset.
+(``bf``) and the conjugate-gradient ones (``cg_j``, Jacobi-preconditioned, to its tolerance;
+``cg_mg``, multigrid-preconditioned through pyamg and capped at 30 iterations) differ at large beta,
+where the system is badly conditioned and they land on different answers; none wins on every dataset.
 ``probseg-tune-baselines`` reruns the search and rewrites ``tuned_baselines.json`` beside this file,
 which records the grid, the scores by solver and beta, and the command.
 """
@@ -133,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
                    help="comma-separated beta grid; widen it when the best value lies on its edge")
     p.add_argument("--mode", default="cg_j",
-                   help="the walker's solver(s), comma-separated from cg, cg_j, bf: with several, each walker keeps "
+                   help="the walker's solver(s), comma-separated from cg, cg_j, cg_mg, bf: with several, each walker keeps "
                         "the solver and beta that score best on the training images (recorded with the beta)")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if not betas or any(not b > 0 for b in betas):
         raise ValueError(f"--betas: expected positive numbers, got {args.betas!r}")
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
-    if not modes or any(m not in ("cg", "cg_j", "bf") for m in modes):
-        raise ValueError(f"--mode: expected comma-separated solvers from cg, cg_j, bf, got {args.mode!r}")
+    if not modes or any(m not in ("cg", "cg_j", "cg_mg", "bf") for m in modes):
+        raise ValueError(f"--mode: expected comma-separated solvers from cg, cg_j, cg_mg, bf, got {args.mode!r}")
     entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
     result = (tune_disks(args.n_images, betas, seed=args.seed, mode=modes) if args.dataset == "disks"
               else tune_real(args.dataset, betas, seed=args.seed, mode=modes))

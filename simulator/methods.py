@@ -165,8 +165,10 @@ class RandomWalkerMethod:
             38 of 200 ``bf`` first proposals fell below Dice 0.5, against 2 with ``cg_j``; on the
             real training tasks ``cg_j`` also scored higher), so ``cg_j`` is the default and the
             tuned records name the solver chosen with each beta. ``cg_j`` can be slow to converge:
-            one 256x256 solve in the medscribble study took 19 minutes (skimage does not expose
-            CG's iteration cap; it caps ``cg_mg`` at 30, which needs pyamg and a retune).
+            one 256x256 solve took 19 minutes (skimage does not expose CG's iteration cap). It caps
+            ``cg_mg`` (multigrid-preconditioned CG, through pyamg) at 30 iterations, so that solve
+            cannot stall; on the real training tasks it also scored highest, so the real-data walkers
+            are tuned to it.
     The walker is deterministic: ``multi`` is False and there are no scores.
     """
 

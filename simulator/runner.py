@@ -251,6 +251,8 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     model_meta = getattr(getattr(method, "model", None), "meta", {}) if hasattr(method, "model") else {}
     ckpt_path = model_meta.get("path", "")
     ckpt_sha = _file_sha256(ckpt_path) if ckpt_path else ""
+    walker_beta = getattr(method, "beta", None)
+    walker_mode = getattr(method, "mode", None) if walker_beta is not None else None
     if cfg_path.exists():
         try:
             old_config = json.loads(cfg_path.read_text())
@@ -267,6 +269,15 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
                 f"out: {out} holds a run made with other weights of {Path(ckpt_path).name} "
                 "(the checkpoint file changed); delete that folder or choose another --out"
             )
+        # A tuned walker's beta and solver come from tuned_baselines.json, not the settings: a retune
+        # must not mix its sessions with the old ones either (records older than rw_mode lack it).
+        old_method = old_config.get("method", {})
+        for key, now in (("rw_beta", walker_beta), ("rw_mode", walker_mode)):
+            if key in old_method and old_method[key] != now:
+                raise ValueError(
+                    f"out: {out} holds a run made with another random walker ({key} {old_method[key]!r}, now "
+                    f"{now!r}; the tuned values changed); delete that folder or choose another --out"
+                )
         return
     config = {
         "settings": identity,
@@ -274,7 +285,8 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         "effort": asdict(settings.effort_model()),
         "method": {
             "name": method.name, "kind": method.kind, "multi": method.multi,
-            "checkpoint": ckpt_path, "checkpoint_sha256": ckpt_sha, "rw_beta": getattr(method, "beta", None),
+            "checkpoint": ckpt_path, "checkpoint_sha256": ckpt_sha, "rw_beta": walker_beta,
+            "rw_mode": walker_mode,
         },
         "versions": _versions(),
         "git_commit": _git_commit(),

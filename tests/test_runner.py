@@ -104,6 +104,25 @@ def test_out_made_with_other_weights_of_the_same_checkpoint_is_refused(tmp_path)
         run(_settings(ckpt), out=out, workers=0, progress=False)
 
 
+def test_out_made_with_another_tuned_walker_is_refused(tmp_path, monkeypatch):
+    from simulator import baselines
+
+    walker = dict(method="random-walker", policy="first", k=1, n_sessions=2, max_iters=2, chunk_size=2, seed=3)
+    out = tmp_path / "r"
+    run(RunSettings(**walker), out=out, workers=0, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"]["rw_beta"] == baselines.tuned_beta("random-walker")
+    assert config["method"]["rw_mode"] == baselines.tuned_mode("random-walker")
+    run(RunSettings(**walker), out=out, workers=0, progress=False)  # same tuned values: resumes
+    table = json.loads(baselines.TUNED_PATH.read_text())
+    table["disks"]["random-walker"]["mode"] = "bf"  # a retune picked another solver, same beta
+    retuned = tmp_path / "tuned.json"
+    retuned.write_text(json.dumps(table))
+    monkeypatch.setattr(baselines, "TUNED_PATH", retuned)
+    with pytest.raises(ValueError, match="out: .*another random walker \\(rw_mode 'cg_j', now 'bf'"):
+        run(RunSettings(**walker), out=out, workers=0, progress=False)
+
+
 def test_worker_death_is_retried_and_no_session_lost_or_doubled(tiny_checkpoint, tmp_path):
     marker = tmp_path / "crashed-once"
     _, sessions, _ = run(_settings(tiny_checkpoint), out=tmp_path / "r", workers=1, progress=False,
