@@ -898,7 +898,8 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
         lines.append(f"- The arms were run at {len(commits)} different commits: {', '.join(commits)}.")
     lines.append("")
     # Arms and how their settings differ from the first arm.
-    header = ["arm", "method", "kind", "checkpoint", "policy", "K", "variant", "other settings differing from "
+    header = ["arm", "method", "kind", "checkpoint (walker: beta, solver)", "policy", "K", "variant",
+              "other settings differing from "
               f"`{ref.label}`"]
     rows = []
     skip = {"method", "checkpoint", "policy", "k", "chunk_size"}
@@ -906,10 +907,20 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
         diff = [f"{k}={a.settings.get(k)}" for k in sorted(set(a.settings) | set(s))
                 if k not in skip and a.settings.get(k) != s.get(k)]
         ckpt = a.settings.get("checkpoint") or a.config.get("method", {}).get("checkpoint") or ""
-        rows.append([f"`{a.label}`", a.method, a.kind, Path(str(ckpt)).name if ckpt else "–",
+        rows.append([f"`{a.label}`", a.method, a.kind, Path(str(ckpt)).name if ckpt else _walker_cell(a),
                      a.settings.get("policy"), a.settings.get("k"), a.variant, ", ".join(diff) or "–"])
     lines += ["### Arms", ""] + _md_table(header, rows) + [""]
     return lines
+
+
+def _walker_cell(arm: Arm) -> str:
+    """A random walker's beta and solver as the run resolved them (tuned values live outside the settings)."""
+    method = arm.config.get("method", {})
+    beta = method.get("rw_beta")
+    if beta is None:
+        return "–"
+    mode = method.get("rw_mode")
+    return f"beta {float(beta):g}" + (f", {mode}" if mode else "")
 
 
 _HEADLINE = ("noc_85", "noc_90", "noi_90", "nof_90", "effort_s")

@@ -121,6 +121,18 @@ def test_identical_arms_zero_difference_and_p_one(runs, tmp_path):
     assert res["reference"] == "random-walker"
 
 
+def test_arms_table_names_the_walkers_tuned_beta_and_solver(runs, tmp_path):
+    from simulator.baselines import tuned_beta, tuned_mode
+
+    write_report([runs["random-walker"], runs["unet-complete"]], out=tmp_path, n_boot=50, figures=False)
+    text = (tmp_path / "report.md").read_text()
+    arms = text[text.index("### Arms"):].split("\n#")[0]  # the arms table only
+    rows = {line.split(" | ")[0]: line for line in arms.splitlines() if line.startswith("| `")}
+    beta, mode = tuned_beta("random-walker"), tuned_mode("random-walker")
+    assert f"| beta {beta:g}, {mode} |" in rows["| `random-walker`"]
+    assert "| disks.pt |" in rows["| `unet-complete`"] or "| disks-unet-complete.pt |" in rows["| `unet-complete`"]
+
+
 def test_comparison_against_reference(runs, tmp_path):
     res = write_report([runs["random-walker"], runs["unet-complete"], runs["probseg-k2"]], out=tmp_path,
                        reference="probseg-k2", endpoint="effort_s", n_boot=100, figures=False)
