@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 DPI = 120
+MANY_LINES = 8  # curve panels with more arms than this put their legend beside the axes
 
 
 def _figure(width: float, height: float) -> Any:
@@ -74,7 +76,15 @@ def _band_plot(ax: Any, x: np.ndarray, arms: Sequence[Arm], mats: Sequence[np.nd
             low = min(low, float(lo[keep].min()))
     ax.grid(True, alpha=0.3)
     ax.set_ylim(max(0.0, low - 0.03), 1.01)
-    ax.legend(fontsize=7, loc="lower right")
+    if len(arms) > MANY_LINES:  # inside the axes, a long legend would hide the curves
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=7, loc="lower right")
+
+
+def _curve_figure(n_arms: int) -> Any:
+    """A figure for one curve panel, wider when its legend goes beside the axes."""
+    return _figure(6.4 if n_arms <= MANY_LINES else 10.0, 4.2 if n_arms <= 20 else 4.2 + 0.12 * (n_arms - 20))
 
 
 def _boot_weights(arms: Sequence[Arm], n_boot: int, seed: int) -> list[np.ndarray]:
@@ -96,7 +106,7 @@ def plot_dice_vs_clicks(arms: Sequence[Arm], path: str | os.PathLike, n_boot: in
     w = _boot_weights(arms, n_boot, seed)
     n = max(int(max(s["clicks_so_far"].max() for s in a.session_steps)) for a in arms)
     x = np.arange(n + 1)
-    fig = _figure(6.4, 4.2)
+    fig = _curve_figure(len(arms))
     ax = fig.add_subplot()
     _band_plot(ax, x, arms, [dice_at_clicks_matrix(a, n) for a in arms], w)
     ax.set_xlabel("clicks (start inputs included)")
@@ -154,7 +164,7 @@ def plot_dice_vs_effort(arms: Sequence[Arm], path: str | os.PathLike, n_boot: in
     w = _boot_weights(arms, n_boot, seed)
     t_max = max(float(cumulative_effort(s, a.effort_model())[-1]) for a in arms for s in a.session_steps)
     grid = np.linspace(0.0, max(t_max, 1e-9), n_grid)
-    fig = _figure(6.4, 4.2)
+    fig = _curve_figure(len(arms))
     ax = fig.add_subplot()
     # Before its first proposal a session shows nothing (Dice 0); the y axis starts where all arms have one.
     first = max(float(cumulative_effort(s, a.effort_model())[0]) for a in arms for s in a.session_steps)
@@ -172,7 +182,7 @@ def plot_dice_vs_iteration(arms: Sequence[Arm], path: str | os.PathLike, n_boot:
     w = _boot_weights(arms, n_boot, seed)
     n = max(int(s["iteration"].max()) for a in arms for s in a.session_steps)
     x = np.arange(1, n + 1)
-    fig = _figure(6.4, 4.2)
+    fig = _curve_figure(len(arms))
     ax = fig.add_subplot()
     _band_plot(ax, x, arms, [dice_by_iteration_matrix(a, n) for a in arms], w)
     ax.set_xlabel("iteration")
@@ -204,6 +214,13 @@ def plot_noc90(summary: pd.DataFrame, path: str | os.PathLike, metric: str = "no
     return _save(fig, Path(path))
 
 
+def _model_name(checkpoint: Any) -> str | None:
+    """``disks`` for ``disks``, ``.../disks.pt`` and ``.../disks-seed1.pt``; None for no checkpoint."""
+    if not checkpoint:
+        return None
+    return re.sub(r"-seed\d+$", "", Path(str(checkpoint)).stem)
+
+
 def _k_sweeps(arms: Sequence[Arm]) -> list[tuple[str, list[int]]]:
     """Groups of arm indices that differ only in K (>= 2 distinct K): ``[(line label, indices)]``."""
     groups: dict[str, list[int]] = {}
@@ -218,9 +235,11 @@ def _k_sweeps(arms: Sequence[Arm]) -> list[tuple[str, list[int]]]:
             sweeps.append((key, sorted(idx, key=lambda i: int(arms[i].settings.get("k", 0)))))
     firsts = [arms[idx[0]] for _, idx in sweeps]
     labels = [f"{a.method} / {a.settings.get('policy', '')}" for a in firsts]
-    # Name a line by what tells it apart from the others: variant, training seed, checkpoint, start.
-    for what in ("variant", "train_seed", "checkpoint", "start"):
-        values = [a.variant if what == "variant" else a.train_seed if what == "train_seed" else a.settings.get(what)
+    # Name a line by what tells it apart from the others: variant, model, training seed, start. The
+    # model is the checkpoint's name (a retrained seed's file without its -seedN suffix), never a path.
+    for what in ("variant", "checkpoint", "train_seed", "start"):
+        values = [a.variant if what == "variant" else a.train_seed if what == "train_seed"
+                  else _model_name(a.settings.get(what)) if what == "checkpoint" else a.settings.get(what)
                   for a in firsts]
         if len(set(labels)) == len(labels):
             break
@@ -238,7 +257,9 @@ def plot_k_sweep(arms: Sequence[Arm], summary: pd.DataFrame, path: str | os.Path
     if not sweeps:
         return None
     by_label = summary.set_index("label")
-    fig = _figure(10.0, 4.0)
+    # The legend goes below both panels: with several models and seeds it would hide the lines.
+    fig = _figure(10.0, 4.0 + 0.2 * ((len(sweeps) + 1) // 2))
+    fig.set_layout_engine("constrained")
     axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
     colors = _palette(len(sweeps))
     all_k: set[int] = set()
@@ -261,9 +282,8 @@ def plot_k_sweep(arms: Sequence[Arm], summary: pd.DataFrame, path: str | os.Path
         ax.set_xlabel("K (candidates per iteration)")
         ax.set_ylabel(f"{metric_label(m)} (mean, 95% CI)")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)
     fig.suptitle("K sweep: solid = partial, dashed = complete", fontsize=10)
-    fig.tight_layout()
     return _save(fig, Path(path))
 
 

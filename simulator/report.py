@@ -1347,12 +1347,20 @@ def _figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out: Pa
              ) -> tuple[list[tuple[str, Path]], list[str]]:
     figs: list[tuple[str, Path]] = []
     warns: list[str] = []
-    figs.append(("Dice against clicks", plot_dice_vs_clicks(arms, out / "dice-vs-clicks.png", n_boot, seed)))
+    # With several training seeds the curves of one seed are already a line per arm; the spread across
+    # seeds has its own table, and the K sweep and NoC figures show every seed.
+    seeds = sorted({a.train_seed for a in arms if a.train_seed is not None})
+    curves, note = list(arms), ""
+    if len(seeds) > 1:
+        curves = [a for a in arms if a.train_seed in (None, seeds[0])]
+        note = f" (training seed {seeds[0]}; see 'Across training seeds' for the others)"
+    figs.append((f"Dice against clicks{note}", plot_dice_vs_clicks(curves, out / "dice-vs-clicks.png", n_boot, seed)))
     if len(study_tasks(arms)) > 1:
         figs.append(("Dice against clicks per task",
                      plot_dice_vs_clicks_per_task(arms, out / "dice-vs-clicks-per-task.png")))
-    figs.append(("Dice against annotator seconds", plot_dice_vs_effort(arms, out / "dice-vs-effort.png", n_boot, seed)))
-    figs.append(("Dice per iteration", plot_dice_vs_iteration(arms, out / "dice-vs-iteration.png", n_boot, seed)))
+    figs.append((f"Dice against annotator seconds{note}",
+                 plot_dice_vs_effort(curves, out / "dice-vs-effort.png", n_boot, seed)))
+    figs.append((f"Dice per iteration{note}", plot_dice_vs_iteration(curves, out / "dice-vs-iteration.png", n_boot, seed)))
     figs.append(("NoC@0.90 per arm", plot_noc90(summary, out / "noc90.png")))
     ks = plot_k_sweep(arms, summary, out / "k-sweep.png")
     if ks is not None:

@@ -301,3 +301,24 @@ def test_study_compares_each_arm_with_the_reference_of_its_variant(runs, tmp_pat
     # An explicit reference overrides the study's pairing.
     res = write_report(study, out=tmp_path / "o", reference="rw | v2", figures=False)
     assert set(res["comparison"]["reference"]) == {"rw | v2"} and res["comparison"]["label"].nunique() == 3
+
+
+def test_k_sweep_lines_are_named_by_model_and_seed_never_by_path():
+    import types
+
+    from simulator.figures import _k_sweeps, _model_name
+
+    assert _model_name("disks") == "disks"
+    assert _model_name("/x/results/disks-k-sweep/checkpoints/disks-paper-seed12.pt") == "disks-paper"
+    assert _model_name(None) is None
+
+    def arm(method: str, ckpt: str, seed: int, k: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(method=method, variant="default", train_seed=seed, kind="partial",
+                                     settings={"method": method, "policy": "best-of-k", "k": k, "checkpoint": ckpt})
+
+    arms = [arm(m, c, seed, k) for m, c0 in (("probseg", "disks"), ("probseg", "disks-paper"))
+            for seed in (0, 1) for k in (1, 2)
+            for c in [c0 if seed == 0 else f"/abs/path/checkpoints/{c0}-seed{seed}.pt"]]
+    labels = [label for label, _ in _k_sweeps(arms)]
+    assert labels == ["probseg / best-of-k | disks | seed 0", "probseg / best-of-k | disks | seed 1",
+                      "probseg / best-of-k | disks-paper | seed 0", "probseg / best-of-k | disks-paper | seed 1"]
