@@ -56,16 +56,20 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0
     Returns:
         float scalar.
     """
-    if free_bits < 0:
-        raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
-    per_dim = _kl_per_dim(mu, logvar)
-    return (per_dim.clamp(min=free_bits) if free_bits > 0 else per_dim).sum()
+    return _free_bits_sum(_kl_per_dim(mu, logvar), free_bits)
 
 
 def _kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Each latent dimension's batch-mean KL to N(0, 1): float (...), the shape of ``mu[0]``."""
     _check_same_shape(mu=mu, logvar=logvar)
     return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
+
+
+def _free_bits_sum(per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The sum of ``per_dim`` with each entry raised to at least ``free_bits`` (0: the plain sum)."""
+    if free_bits < 0:
+        raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
+    return (per_dim.clamp(min=free_bits) if free_bits > 0 else per_dim).sum()
 
 
 def partial_seg_loss(
@@ -93,9 +97,7 @@ def partial_seg_loss(
     """
     wdl = weighted_soft_dice_loss(y_s, pred_s, (y_m - x_m).clamp(min=0.0))
     dl = soft_dice_loss(y_m, pred_m)
-    if free_bits < 0:
-        raise ValueError(f"free_bits: must be >= 0, got {free_bits}")
     per_dim = _kl_per_dim(mu, logvar)
     kl = per_dim.sum()
-    kl_term = per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl
+    kl_term = _free_bits_sum(per_dim, free_bits) if free_bits else kl
     return {"loss": wdl + beta0 * dl + beta1 * kl_term, "wdl": wdl, "dl": dl, "kl": kl}

@@ -25,7 +25,7 @@ from probseg.cli import ArgumentParser, cli_entry
 from probseg.data import make_disk_dataset, subset_mask
 from probseg.data.disks import TRAIN_SEED
 
-from .methods import tune_random_walker_beta
+from .methods import RW_MODES, tune_random_walker_beta
 
 __all__ = ["TUNED_PATH", "tuned_beta", "tuned_mode", "pick_solver", "tune_disks", "tune_real", "main"]
 
@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", default=",".join(f"{b:g}" for b in DEFAULT_BETAS),
                    help="comma-separated beta grid; widen it when the best value lies on its edge")
     p.add_argument("--mode", default="cg_j",
-                   help="the walker's solver(s), comma-separated from cg, cg_j, cg_mg, bf: with several, each walker keeps "
+                   help=f"the walker's solver(s), comma-separated from {', '.join(RW_MODES)}: with several, each walker keeps "
                         "the solver and beta that score best on the training images (recorded with the beta)")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     if not betas or any(not b > 0 for b in betas):
         raise ValueError(f"--betas: expected positive numbers, got {args.betas!r}")
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
-    if not modes or any(m not in ("cg", "cg_j", "cg_mg", "bf") for m in modes):
-        raise ValueError(f"--mode: expected comma-separated solvers from cg, cg_j, cg_mg, bf, got {args.mode!r}")
+    if not modes or any(m not in RW_MODES for m in modes):
+        raise ValueError(f"--mode: expected comma-separated solvers from {', '.join(RW_MODES)}, got {args.mode!r}")
     entry = args.entry or ("disks" if args.dataset == "disks" else "medical")
     result = (tune_disks(args.n_images, betas, seed=args.seed, mode=modes) if args.dataset == "disks"
               else tune_real(args.dataset, betas, seed=args.seed, mode=modes))

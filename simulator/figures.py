@@ -237,14 +237,17 @@ def _k_sweeps(arms: Sequence[Arm]) -> list[tuple[str, list[int]]]:
     labels = [f"{a.method} / {a.settings.get('policy', '')}" for a in firsts]
     # Name a line by what tells it apart from the others: variant, model, training seed, start. The
     # model is the checkpoint's name (a retrained seed's file without its -seedN suffix), never a path.
-    for what in ("variant", "checkpoint", "train_seed", "start"):
-        values = [a.variant if what == "variant" else a.train_seed if what == "train_seed"
-                  else _model_name(a.settings.get(what)) if what == "checkpoint" else a.settings.get(what)
-                  for a in firsts]
+    tellers: list[tuple[str, Any]] = [  # (tag, how to read it off an arm)
+        ("{}", lambda a: a.variant),
+        ("{}", lambda a: _model_name(a.settings.get("checkpoint"))),
+        ("seed {}", lambda a: a.train_seed),
+        ("start {}", lambda a: a.settings.get("start")),
+    ]
+    for tag, read in tellers:
         if len(set(labels)) == len(labels):
             break
+        values = [read(a) for a in firsts]
         if len({str(v) for v in values}) > 1:
-            tag = {"train_seed": "seed {}", "checkpoint": "{}", "start": "start {}", "variant": "{}"}[what]
             labels = [f"{lab} | {tag.format(v if v is not None else 'default')}" for lab, v in zip(labels, values)]
     labels = [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
     return [(lab, idx) for lab, (_, idx) in zip(labels, sweeps)]

@@ -23,6 +23,7 @@ __all__ = [
     "METHODS",
     "Method",
     "ProbSegMethod",
+    "RW_MODES",
     "RandomWalkerMethod",
     "make_method",
     "tune_random_walker_beta",
@@ -144,6 +145,9 @@ def _normalise01(image: np.ndarray) -> np.ndarray:
     return (image - lo) / (hi - lo)
 
 
+RW_MODES = ("cg", "cg_j", "cg_mg", "bf")  # scikit-image's random-walker solvers
+
+
 class RandomWalkerMethod:
     """scikit-image's random walker (Grady, 2006) seeded with the state it is given.
 
@@ -187,8 +191,8 @@ class RandomWalkerMethod:
             raise ValueError(f"beta: must be a finite number > 0, got {beta!r}")
         if not 0 < confidence < 0.5:
             raise ValueError(f"confidence: must be in (0, 0.5), got {confidence!r}")
-        if mode not in ("cg", "cg_j", "cg_mg", "bf"):
-            raise ValueError(f"mode: must be one of 'cg', 'cg_j', 'cg_mg', 'bf', got {mode!r}")
+        if mode not in RW_MODES:
+            raise ValueError(f"mode: must be one of {', '.join(map(repr, RW_MODES))}, got {mode!r}")
         if mode == "cg_mg" and importlib.util.find_spec("pyamg") is None:
             # scikit-image would warn and quietly solve with cg_j instead: a different baseline.
             raise ValueError("mode: 'cg_mg' needs the pyamg package (python3 -m pip install pyamg)")

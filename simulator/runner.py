@@ -252,7 +252,11 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     ckpt_path = model_meta.get("path", "")
     ckpt_sha = _file_sha256(ckpt_path) if ckpt_path else ""
     walker_beta = getattr(method, "beta", None)
-    walker_mode = getattr(method, "mode", None) if walker_beta is not None else None
+    method_record = {
+        "name": method.name, "kind": method.kind, "multi": method.multi,
+        "checkpoint": ckpt_path, "checkpoint_sha256": ckpt_sha, "rw_beta": walker_beta,
+        "rw_mode": getattr(method, "mode", None) if walker_beta is not None else None,
+    }
     if cfg_path.exists():
         try:
             old_config = json.loads(cfg_path.read_text())
@@ -262,32 +266,23 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
         if diff:
             raise ValueError(f"out: {out} holds a run with another configuration (differs in: {', '.join(diff)})")
-        # The same checkpoint name may hold new weights (a retrained model): never mix their sessions.
-        old_sha = old_config.get("method", {}).get("checkpoint_sha256", "")
-        if old_sha and ckpt_sha and old_sha != ckpt_sha:
-            raise ValueError(
-                f"out: {out} holds a run made with other weights of {Path(ckpt_path).name} "
-                "(the checkpoint file changed); delete that folder or choose another --out"
-            )
-        # A tuned walker's beta and solver come from tuned_baselines.json, not the settings: a retune
-        # must not mix its sessions with the old ones either (records older than rw_mode lack it).
+        # What the settings leave to files must match too, or a resume would mix two methods' sessions:
+        # a checkpoint name may hold new weights, and a retune changes a walker's beta or solver.
         old_method = old_config.get("method", {})
-        for key, now in (("rw_beta", walker_beta), ("rw_mode", walker_mode)):
-            if key in old_method and old_method[key] != now:
-                raise ValueError(
-                    f"out: {out} holds a run made with another random walker ({key} {old_method[key]!r}, now "
-                    f"{now!r}; the tuned values changed); delete that folder or choose another --out"
-                )
+        for key in ("checkpoint_sha256", "rw_beta", "rw_mode"):
+            before, now = old_method.get(key), method_record[key]
+            if key not in old_method or before == now or (key == "checkpoint_sha256" and not (before and now)):
+                continue  # older records lack the key; an unreadable checkpoint has no hash to compare
+            what = (f"other weights of {Path(ckpt_path).name} (the checkpoint file changed)"
+                    if key == "checkpoint_sha256"
+                    else f"another random walker ({key} {before!r}, now {now!r}; the tuned values changed)")
+            raise ValueError(f"out: {out} holds a run made with {what}; delete that folder or choose another --out")
         return
     config = {
         "settings": identity,
         "session": settings.session_config().to_dict(),
         "effort": asdict(settings.effort_model()),
-        "method": {
-            "name": method.name, "kind": method.kind, "multi": method.multi,
-            "checkpoint": ckpt_path, "checkpoint_sha256": ckpt_sha, "rw_beta": walker_beta,
-            "rw_mode": walker_mode,
-        },
+        "method": method_record,
         "versions": _versions(),
         "git_commit": _git_commit(),
         "host": socket.gethostname(),

@@ -130,7 +130,7 @@ def test_arms_table_names_the_walkers_tuned_beta_and_solver(runs, tmp_path):
     rows = {line.split(" | ")[0]: line for line in arms.splitlines() if line.startswith("| `")}
     beta, mode = tuned_beta("random-walker"), tuned_mode("random-walker")
     assert f"| beta {beta:g}, {mode} |" in rows["| `random-walker`"]
-    assert "| disks.pt |" in rows["| `unet-complete`"] or "| disks-unet-complete.pt |" in rows["| `unet-complete`"]
+    assert "| disks-unet-complete.pt |" in rows["| `unet-complete`"]
 
 
 def test_comparison_against_reference(runs, tmp_path):
