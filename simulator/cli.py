@@ -13,8 +13,9 @@ from probseg.cli import ArgumentParser, cli_entry
 from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DATASETS
 from .methods import METHODS
-from .policies import POLICIES
+from .policies import ACCEPTANCE_RULES, POLICIES
 from .runner import RunSettings, run
+from .session import FALLBACKS
 
 __all__ = ["main"]
 
@@ -61,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--pending-as-errors", action="store_true", help="count pending target pixels as errors every iteration")
     g.add_argument("--allow-reject", action=argparse.BooleanOptionalAction, default=d.allow_reject,
                    help="oracle policies may keep the current segmentation when no candidate beats it")
+    g.add_argument("--acceptance", default=d.acceptance,
+                   help=f"oracle policies: {' or '.join(ACCEPTANCE_RULES)}. no-worse-dice never accepts a candidate "
+                        "whose foreground has a lower Dice than the current one; pixel-score is v0.1's rule")
+    g.add_argument("--fallback", default=d.fallback,
+                   help=f"after a stall or rejection: {' or '.join(FALLBACKS)}. hand-in clicks the errors of the "
+                        "segmentation a person would hand in (undecided = background); v0.1 also clicks undecided background")
+    g.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=d.early_stop,
+                   help="end a session once its segmentation has no error (--no-early-stop: always run --max-iters)")
+    g.add_argument("--stop-at", type=float, default=None, metavar="DICE",
+                   help="end a session once its Dice reaches DICE instead of 1")
     g = p.add_argument_group("effort model (seconds)")
     g.add_argument("--c-click", type=float, default=d.c_click, help="per click: pointing + mental preparation (KLM)")
     g.add_argument("--c-inspect", type=float, default=d.c_inspect, help="per iteration: inspecting the proposal")
@@ -83,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         dataset=a.dataset, n_sessions=a.n_sessions, method=a.method, checkpoint=a.checkpoint, policy=a.policy,
         k=a.k, seed=a.seed, start=a.start, max_iters=a.max_iters, corrections_per_iter=a.corrections_per_iter,
         correction_rule=a.correction_rule, brush_radius=a.brush_radius, pending_as_errors=a.pending_as_errors,
-        allow_reject=a.allow_reject, error_weight=a.error_weight, epsilon=a.epsilon, rw_beta=a.rw_beta,
+        allow_reject=a.allow_reject, fallback=a.fallback, early_stop=a.early_stop, stop_at=a.stop_at,
+        acceptance=a.acceptance, error_weight=a.error_weight, epsilon=a.epsilon, rw_beta=a.rw_beta,
         c_click=a.c_click, c_inspect=a.c_inspect, b_choose=a.b_choose, chunk_size=a.chunk_size,
     )
     _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress)
     table = pd.Series({k: summary[k] for k in _SUMMARY_ROWS}, name=f"{settings.method} / {settings.policy} / K={settings.k}")
     with pd.option_context("display.float_format", "{:.3f}".format):
         print(table.to_frame().to_string())
+    print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
+          f"{summary['n_stopped_early']} of {summary['n_sessions']}")
     print(f"sessions: {summary['n_sessions']}  wall: {summary['wall_seconds']:.1f} s  "
           f"sessions/s: {summary['sessions_per_second']:.2f}  out: {summary['out']}")
     if a.json:

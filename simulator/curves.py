@@ -34,12 +34,21 @@ def dice_at_clicks_matrix(arm: Arm, n_clicks: int) -> np.ndarray:
 
 
 def dice_by_iteration_matrix(arm: Arm, n_iters: int) -> np.ndarray:
-    """Dice at iterations 1..n_iters: float64 (n_sessions, n_iters), NaN where a session has none."""
+    """Dice at iterations 1..n_iters: float64 (n_sessions, n_iters).
+
+    A session that ended early (the annotator was done) keeps its last Dice up to the run's
+    ``max_iters`` (the rule of ``session_metrics``); NaN beyond ``max_iters``, where no session ran.
+    """
     out = np.full((len(arm.session_steps), n_iters), np.nan)
+    max_iters = arm.settings.get("max_iters")
     for i, s in enumerate(arm.session_steps):
         it = s["iteration"]
         keep = (it >= 1) & (it <= n_iters)
         out[i, it[keep] - 1] = s["dice"][keep]
+        last = int(it.max())
+        until = n_iters if max_iters is None else min(n_iters, int(max_iters))
+        if last < until:
+            out[i, last:until] = s["dice"][np.argmax(it)]
     return out
 
 

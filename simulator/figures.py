@@ -312,10 +312,7 @@ def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list
     torch.set_num_threads(1)  # as the runner's workers: these tiny networks are slower with more threads
     try:
         steps = run_session(
-            case.image, case.target, method, settings.make_policy(), k=cfg.k, start=cfg.start,
-            max_iters=cfg.max_iters, corrections_per_iter=cfg.corrections_per_iter,
-            correction_rule=cfg.correction_rule, brush_radius=cfg.brush_radius,
-            pending_as_errors=cfg.pending_as_errors, allow_reject=cfg.allow_reject,
+            case.image, case.target, method, settings.make_policy(), config=cfg,
             human_scribbles=case.human_scribbles if cfg.start == "human" else None,
             rng=session_rng(settings.seed, index), trace=trace,
         )

@@ -1,8 +1,10 @@
 """Per-session metrics from a session's step records, and the annotator effort model.
 
 A step record is the dict :func:`simulator.session.run_session` writes per iteration (iterations
-1..max_iters; there is no iteration-0 row). Its ``dice`` is the chosen segmentation's given the
-``clicks_so_far`` clicks (start inputs included) made before it, RITM's convention.
+1..n, n <= max_iters; there is no iteration-0 row). Its ``dice`` is the chosen segmentation's given the
+``clicks_so_far`` clicks (start inputs included) made before it, RITM's convention. A session that
+ended early (the annotator was done) keeps its final Dice for the iterations it did not run: every
+per-iteration metric carries that value forward, so sessions of any length share one set of columns.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "DICE_THRESHOLDS",
     "EffortCounts",
     "EffortModel",
+    "carried_dice",
     "dice",
     "effort_counts",
     "hd95",
@@ -191,6 +194,17 @@ def tie_choose_click_ratio(a: EffortCounts, b: EffortCounts, model: EffortModel 
     return float(saved / d_choices)
 
 
+def carried_dice(steps: Sequence[dict[str, Any]], n: int) -> np.ndarray:
+    """The Dice of iterations 1..n: float64 (n,), the last record's Dice carried past the session's end.
+
+    A session that stopped early was handed in; its segmentation stays what it was when it stopped.
+    """
+    dices = np.array([float(s["dice"]) for s in steps], dtype=np.float64)
+    if n < len(dices):
+        raise ValueError(f"max_iters: {n} is fewer than the {len(dices)} step records")
+    return np.concatenate([dices, np.full(n - len(dices), dices[-1])])
+
+
 def _check_steps(steps: Sequence[dict[str, Any]]) -> None:
     if len(steps) == 0:
         raise ValueError("steps: a session has at least one step record")
@@ -221,10 +235,15 @@ def session_metrics(
         ``reached_80/85/90``. ``noi_80/85/90``: that iteration's number (unreached = max_iters).
         ``dice_at_clicks_3/5/10``: the Dice of the first iteration whose ``clicks_so_far >= n``, or the
         last Dice if the session never spent n clicks (it stopped clicking: nothing left to fix).
-        ``dice_at_iter_1/5/10/20``: NaN when the session ran fewer iterations. ``dice_auc``: mean Dice
-        over the iterations (the area under the Dice-vs-iteration curve, normalised). ``final_dice``,
-        ``final_hd95`` (the last record's), ``effort_s`` (:func:`effort_counts` priced by
-        ``effort_model``), ``clicks_total`` (every click made), ``start_clicks``, ``iterations``.
+        ``dice_at_iter_1/5/10/20``: the Dice at that iteration, carried forward past an early stop (see
+        :func:`carried_dice`); NaN beyond ``max_iters``. ``dice_auc``: mean Dice over iterations
+        1..max_iters, carried forward likewise (the area under the Dice-vs-iteration curve,
+        normalised). ``final_dice``, ``final_hd95`` (the last record's), ``effort_s``
+        (:func:`effort_counts` priced by ``effort_model``), ``clicks_total`` (every click made),
+        ``start_clicks``, ``iterations`` (iterations run), ``stop`` (why the session ended: the last
+        record's ``stop``, "" for records without one), ``stopped_early`` (``done`` or ``stop-at``),
+        ``correction_clicks`` and ``positive_clicks`` (the robot's corrections, and those of them
+        that were positive).
     """
     _check_steps(steps)
     if corrections_per_iter < 1:
@@ -245,14 +264,20 @@ def session_metrics(
     for budget in CLICK_BUDGETS:
         hit = next((s for s in steps if int(s["clicks_so_far"]) >= budget), None)
         out[f"dice_at_clicks_{budget}"] = dices[-1] if hit is None else float(hit["dice"])
-    by_iter = {int(s["iteration"]): float(s["dice"]) for s in steps}
+    carried = carried_dice(steps, n)
     for it in ITERATION_MARKS:
-        out[f"dice_at_iter_{it}"] = by_iter.get(it, float("nan"))
-    out["dice_auc"] = float(np.mean(dices))
+        out[f"dice_at_iter_{it}"] = float(carried[it - 1]) if it <= n else float("nan")
+    out["dice_auc"] = float(np.mean(carried))
     out["final_dice"] = dices[-1]
     out["final_hd95"] = float(steps[-1].get("hd95", float("nan")))
     out["effort_s"] = effort_model.seconds(effort_counts(steps, effort_target))
     out["clicks_total"] = _clicks_spent(steps)
     out["start_clicks"] = start_clicks
     out["iterations"] = len(steps)
+    stop = str(steps[-1].get("stop", "") or "")
+    out["stop"] = stop
+    out["stopped_early"] = stop in ("done", "stop-at")
+    corrections = [c for s in steps for c in (s.get("clicks") or [])]
+    out["correction_clicks"] = len(corrections)
+    out["positive_clicks"] = int(sum(int(c[2]) for c in corrections))
     return out

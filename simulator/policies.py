@@ -6,6 +6,12 @@ decision (it compares candidates with the current state against the target), so 
 policies reject, and only when the session's ``allow_reject`` is on; it is applied identically to
 every method, single-proposal ones included.
 
+The oracle judges what a person sees: the foreground on screen. So it never accepts a candidate whose
+handed-in segmentation (undecided pixels as background, as in the Dice) has a lower Dice than the
+current one, however much correct background that candidate decides (``acceptance="no-worse-dice"``,
+the default); among the rest it ranks by :func:`state_score`. ``acceptance="pixel-score"`` is the
+first release's rule (rank and accept by the pixel score alone), kept as a protocol variant.
+
 Candidates: ``masks``, ``segs`` bool (k, H, W) with ``segs ⊆ masks``; ``scores`` float (k,) or None.
 """
 
@@ -16,7 +22,10 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .metrics import dice
+
 __all__ = [
+    "ACCEPTANCE_RULES",
     "POLICIES",
     "BestOfK",
     "First",
@@ -29,6 +38,7 @@ __all__ = [
 ]
 
 REJECT = -1
+ACCEPTANCE_RULES = ("no-worse-dice", "pixel-score")
 
 
 class Policy(Protocol):
@@ -74,17 +84,24 @@ def _check_candidates(masks: np.ndarray, segs: np.ndarray, scores: np.ndarray | 
 class BestOfK:
     """Oracle: the candidate with the highest :func:`state_score` (ties to the lowest index).
 
-    With ``allow_reject`` it returns -1 when no candidate scores strictly above the current state,
-    so a candidate that adds nothing (or adds as much wrong as right, weighted) is not taken.
+    ``acceptance="no-worse-dice"`` (default): only candidates whose foreground has a Dice against the
+    target at least that of the current foreground are eligible. With ``allow_reject`` it returns -1
+    when no eligible candidate scores strictly above the current state, so a candidate that adds
+    nothing (or adds as much wrong as right, weighted) is not taken. Without ``allow_reject`` it must
+    take one: the best eligible candidate, or the best of all when none is eligible.
+    ``acceptance="pixel-score"``: every candidate is eligible (the v0.1 rule).
     """
 
     name: ClassVar[str] = "best-of-k"
     oracle: ClassVar[bool] = True
     error_weight: float = 2.0
+    acceptance: str = "no-worse-dice"
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.error_weight) or self.error_weight < 0:
             raise ValueError(f"error_weight: must be a finite number >= 0, got {self.error_weight!r}")
+        if self.acceptance not in ACCEPTANCE_RULES:
+            raise ValueError(f"acceptance: unknown rule {self.acceptance!r}; allowed: {list(ACCEPTANCE_RULES)}")
 
     def choose(
         self,
@@ -99,7 +116,14 @@ class BestOfK:
         rng: np.random.Generator,
     ) -> int:
         k = _check_candidates(masks, segs, scores)
-        values = [state_score(masks[i], segs[i], gt, self.error_weight) for i in range(k)]
+        values = np.array([state_score(masks[i], segs[i], gt, self.error_weight) for i in range(k)], dtype=np.float64)
+        if self.acceptance == "no-worse-dice":
+            floor = dice(current_seg, gt)
+            eligible = np.array([dice(segs[i], gt) >= floor for i in range(k)])
+            if eligible.any():
+                values = np.where(eligible, values, -np.inf)
+            elif allow_reject:
+                return REJECT
         best = int(np.argmax(values))  # argmax: first maximum, i.e. ties to the lowest index
         if allow_reject and values[best] <= state_score(current_mask, current_seg, gt, self.error_weight):
             return REJECT
@@ -108,7 +132,7 @@ class BestOfK:
 
 @dataclass(frozen=True)
 class NoisyBestOfK:
-    """Oracle with slips: :class:`BestOfK` (rejection included) with probability ``1 - epsilon``,
+    """Oracle with slips: :class:`BestOfK` (rejection and acceptance rule included) with probability ``1 - epsilon``,
     else a uniformly random candidate (never a rejection). One uniform draw per call, plus one
     integer draw on a slip, all from ``rng``.
     """
@@ -117,11 +141,12 @@ class NoisyBestOfK:
     oracle: ClassVar[bool] = True
     epsilon: float = 0.1
     error_weight: float = 2.0
+    acceptance: str = "no-worse-dice"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon: must be in [0, 1], got {self.epsilon!r}")
-        BestOfK(self.error_weight)  # validates error_weight
+        BestOfK(self.error_weight, self.acceptance)  # validates error_weight and acceptance
 
     def choose(
         self,
@@ -138,7 +163,7 @@ class NoisyBestOfK:
         k = _check_candidates(masks, segs, scores)
         if rng.random() < self.epsilon:
             return int(rng.integers(k))
-        return BestOfK(self.error_weight).choose(
+        return BestOfK(self.error_weight, self.acceptance).choose(
             masks, segs, scores, gt=gt, current_mask=current_mask, current_seg=current_seg,
             allow_reject=allow_reject, rng=rng,
         )
@@ -226,7 +251,8 @@ POLICIES: dict[str, type] = {cls.name: cls for cls in (BestOfK, RandomOfK, First
 
 
 def make_policy(name: str, **settings: Any) -> Policy:
-    """A policy by name with its settings (``error_weight`` for the oracles, ``epsilon`` for noisy).
+    """A policy by name with its settings (``error_weight`` and ``acceptance`` for the oracles,
+    ``epsilon`` for noisy).
 
     Raises ``ValueError`` naming ``policy`` for an unknown name, or the setting a policy does not take.
     """

@@ -104,6 +104,7 @@ __all__ = [
     "holm",
     "metric_matrix",
     "arm_effort_counts",
+    "session_ends_table",
     "summary_table",
     "comparison_table",
     "multi_seed_table",
@@ -849,6 +850,66 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return lines
 
 
+def _protocol_rules(s: Mapping[str, Any]) -> str:
+    """The session rules of protocol 0.2 in words; runs recorded before them carry v0.1's."""
+    if "fallback" not in s:
+        return ("v0.1 rules (recorded before protocol 0.2): the fallback after a stall or rejection also clicked "
+                "undecided background, the oracle accepted by pixel score, every session ran every iteration")
+    fallback = ("the fallback after a stall or rejection clicks the errors of the handed-in segmentation "
+                "(undecided = background)" if s.get("fallback") == "hand-in"
+                else "the fallback after a stall or rejection also clicks undecided background (v0.1)")
+    accept = ("the oracle never accepts a candidate that lowers the Dice" if s.get("acceptance", "no-worse-dice")
+              == "no-worse-dice" else "the oracle accepts by pixel score alone (v0.1)")
+    if not s.get("early_stop", True):
+        stop = "every session runs every iteration (v0.1)"
+    elif s.get("stop_at") is not None:
+        stop = f"a session ends once its Dice reaches {float(s['stop_at']):.2f}"
+    else:
+        stop = "a session ends when its segmentation has no error"
+    return f"{fallback}; {accept}; {stop}"
+
+
+def session_ends_table(arms: Sequence[Arm]) -> pd.DataFrame:
+    """How each arm's sessions ended: one row per arm.
+
+    Columns: ``label``, ``n_sessions``, ``steps_per_session`` (mean iterations run), ``n_stopped_early``
+    (sessions that ended before ``max_iters`` because the annotator was done), ``correction_clicks``
+    (mean robot corrections per session) and ``positive_click_share`` (the positive fraction of those
+    corrections; NaN without any). Columns a run did not record (runs made before protocol 0.2) are NaN.
+    """
+    rows = []
+    for a in arms:
+        ses = a.sessions
+        total = float(ses["correction_clicks"].sum()) if "correction_clicks" in ses else float("nan")
+        rows.append({
+            "label": a.label,
+            "n_sessions": int(len(ses)),
+            "steps_per_session": float(ses["iterations"].astype(float).mean()) if "iterations" in ses else float("nan"),
+            "n_stopped_early": float(ses["stopped_early"].astype(bool).sum()) if "stopped_early" in ses else float("nan"),
+            "correction_clicks": total / len(ses) if len(ses) else float("nan"),
+            "positive_click_share": float(ses["positive_clicks"].sum()) / total if total and total == total else float("nan"),
+        })
+    cols = ["label", "n_sessions", "steps_per_session", "n_stopped_early", "correction_clicks", "positive_click_share"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _session_ends_lines(ends: pd.DataFrame) -> list[str]:
+    lines = [
+        "## How sessions ended", "",
+        "A session ends when its segmentation has no error (or at the iteration budget). Steps: iterations run, "
+        "mean per session; ended early: sessions handed in before the budget; corrections: the robot's clicks "
+        "after the start, mean per session, and the share of them that were positive (on the target).", "",
+    ]
+    def num(v: float, fmt: str) -> str:
+        return "–" if v != v else format(v, fmt)
+    rows = [[f"`{r['label']}`", num(r["steps_per_session"], ".2f"),
+             "–" if r["n_stopped_early"] != r["n_stopped_early"] else f"{int(r['n_stopped_early'])} of {int(r['n_sessions'])}",
+             num(r["correction_clicks"], ".2f"),
+             "–" if r["positive_click_share"] != r["positive_click_share"] else f"{100 * r['positive_click_share']:.0f}%"]
+            for _, r in ends.iterrows()]
+    return lines + _md_table(["arm", "steps", "ended early", "corrections", "positive"], rows) + [""]
+
+
 def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int) -> list[str]:
     ref = arms[0]
     s = ref.settings
@@ -881,7 +942,7 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
         f"correction(s) per iteration with the `{s.get('correction_rule')}` rule; brush radius "
         f"{s.get('brush_radius') if s.get('brush_radius') is not None else 'max(1, round(H/64))'}; pending pixels "
         f"{'counted' if s.get('pending_as_errors') else 'not counted'} as errors; rejection "
-        f"{'allowed' if s.get('allow_reject') else 'not allowed'} (oracle policies)."
+        f"{'allowed' if s.get('allow_reject') else 'not allowed'} (oracle policies); {_protocol_rules(s)}."
     )
     e = ref.effort_model()
     lines.append(f"- Effort model (seconds): c_click {e.c_click:g}, c_inspect {e.c_inspect:g}, b_choose {e.b_choose:g} "
@@ -1529,6 +1590,10 @@ def write_report(
         written["summary.csv"] = out / "summary.csv"
         _write_csv(comparison, out / "comparison.csv")
         written["comparison.csv"] = out / "comparison.csv"
+    ends = session_ends_table(arms)
+    if arms:
+        _write_csv(ends, out / "session_ends.csv")
+        written["session_ends.csv"] = out / "session_ends.csv"
     for name, table in (("per_task.csv", per_task), ("per_annotator.csv", per_annotator), ("starts.csv", starts)):
         if table is not None:
             _write_csv(table, out / name)
@@ -1553,6 +1618,7 @@ def write_report(
     if arms:
         lines += _setup_lines(arms, study, n_img)
         lines += _headline_lines(summary, metrics, str(endpoint), n_boot)
+        lines += _session_ends_lines(ends)
         lines += _comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
         lines += _multi_seed_lines(seeds, str(endpoint))
         if real:
@@ -1590,6 +1656,8 @@ def write_report(
                   "- `comparison.csv`: every arm against the reference, per metric: difference with CI, Wilcoxon "
                   "and Holm p-values, tie ratio; `primary` marks the endpoint" + (
                       ", whose rows carry the minimal detectable difference (`mdd`)." if real else "."),
+                  "- `session_ends.csv`: per arm, steps per session, sessions that ended early, corrections per "
+                  "session and their positive share.",
                   ]
         if per_task is not None:
             lines.append("- `per_task.csv`: per task, arm and metric (endpoint and NoC@0.90): value with CI over the "

@@ -30,7 +30,7 @@ from probseg.atomic import atomic_write
 from .datasets import SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
 from .metrics import EffortModel, session_metrics
-from .policies import POLICIES, make_policy
+from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
 from .session import STEP_KEYS, SessionConfig, run_session
 
 __all__ = ["RunSettings", "run", "run_chunk", "summarize", "RESULTS_DIR"]
@@ -62,6 +62,10 @@ class RunSettings:
     brush_radius: int | None = None
     pending_as_errors: bool = False
     allow_reject: bool = True
+    fallback: str = "hand-in"
+    early_stop: bool = True
+    stop_at: float | None = None
+    acceptance: str = "no-worse-dice"
     error_weight: float = 2.0
     epsilon: float = 0.1
     rw_beta: float | None = None
@@ -82,6 +86,8 @@ class RunSettings:
             raise ValueError(f"seed: must be >= 0, got {self.seed}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size: must be >= 1, got {self.chunk_size}")
+        if self.acceptance not in ACCEPTANCE_RULES:
+            raise ValueError(f"acceptance: unknown rule {self.acceptance!r}; allowed: {', '.join(ACCEPTANCE_RULES)}")
         if self.checkpoint is not None and self.method.startswith("random-walker"):
             raise ValueError(f"checkpoint: method {self.method!r} has no checkpoint")
         if self.rw_beta is not None and not self.method.startswith("random-walker"):
@@ -98,6 +104,7 @@ class RunSettings:
             k=self.k, start=self.start, max_iters=self.max_iters, corrections_per_iter=self.corrections_per_iter,
             correction_rule=self.correction_rule, brush_radius=self.brush_radius,
             pending_as_errors=self.pending_as_errors, allow_reject=self.allow_reject,
+            fallback=self.fallback, early_stop=self.early_stop, stop_at=self.stop_at,
         )
 
     def effort_model(self) -> EffortModel:
@@ -107,6 +114,7 @@ class RunSettings:
         kw: dict[str, Any] = {}
         if self.policy in ("best-of-k", "noisy-best-of-k"):
             kw["error_weight"] = self.error_weight
+            kw["acceptance"] = self.acceptance
         if self.policy == "noisy-best-of-k":
             kw["epsilon"] = self.epsilon
         return make_policy(self.policy, **kw)
@@ -172,10 +180,7 @@ def run_chunk(
         case = dataset.case(index, rs.seed)
         t0 = time.perf_counter()
         steps = run_session(
-            case.image, case.target, method, policy, k=cfg.k, start=cfg.start, max_iters=cfg.max_iters,
-            corrections_per_iter=cfg.corrections_per_iter, correction_rule=cfg.correction_rule,
-            brush_radius=cfg.brush_radius, pending_as_errors=cfg.pending_as_errors,
-            allow_reject=cfg.allow_reject,
+            case.image, case.target, method, policy, config=cfg,
             human_scribbles=case.human_scribbles if cfg.start == "human" else None,
             rng=session_rng(rs.seed, index),
         )
@@ -264,6 +269,9 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         except (ValueError, KeyError, OSError):
             raise ValueError(f"out: {cfg_path} is unreadable; choose another --out") from None
         diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        if diff and "fallback" not in old:
+            raise ValueError(f"out: {out} holds a run made under the v0.1 session rules (before protocol 0.2); "
+                             "delete that folder or choose another --out")
         if diff:
             raise ValueError(f"out: {out} holds a run with another configuration (differs in: {', '.join(diff)})")
         # What the settings leave to files must match too, or a resume would mix two methods' sessions:
@@ -325,13 +333,17 @@ def _probe_address(address: str, timeout: float = 10.0) -> None:
 
 
 def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[str, Any]:
-    """The arm's summary: the mean of each metric, NoF, session count and throughput.
+    """The arm's summary: the mean of each metric, NoF, session count, how sessions ended, throughput.
 
     ``nof_85``/``nof_90`` count sessions that never reached that Dice (the field's number of
-    failures). ``sessions_per_second`` is measured over the sessions this invocation ran, from the
-    first chunk submitted to the last result, so Ray start-up is excluded.
+    failures). ``steps_per_session`` is the mean number of iterations run; ``n_stopped_early`` counts
+    the sessions that ended before ``max_iters`` because the annotator was done (or reached
+    ``stop_at``); ``positive_click_share`` is the positive fraction of the robot's correction clicks
+    (None when it made none). ``sessions_per_second`` is measured over the sessions this invocation
+    ran, from the first chunk submitted to the last result, so Ray start-up is excluded.
     """
-    metric_cols = [c for c in sessions.columns if c not in ("session", "task", "image", "target", "start", "seed", "method", "policy", "k")]
+    labels = ("session", "task", "image", "target", "start", "seed", "method", "policy", "k", "stop")
+    metric_cols = [c for c in sessions.columns if c not in labels]
     out: dict[str, Any] = {}
     first = sessions.iloc[0]
     for key in ("method", "policy", "k", "start", "seed"):
@@ -342,6 +354,13 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
     out["nof_85"] = int((~sessions["reached_85"].astype(bool)).sum())
     out["nof_90"] = int((~sessions["reached_90"].astype(bool)).sum())
     out["n_sessions"] = int(len(sessions))
+    if "iterations" in sessions.columns:
+        out["steps_per_session"] = float(sessions["iterations"].astype(float).mean())
+    if "stopped_early" in sessions.columns:
+        out["n_stopped_early"] = int(sessions["stopped_early"].astype(bool).sum())
+    if "correction_clicks" in sessions.columns:
+        total = int(sessions["correction_clicks"].sum())
+        out["positive_click_share"] = float(sessions["positive_clicks"].sum() / total) if total else None
     out["wall_seconds"] = float(wall_seconds)
     out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else float("nan")
     return out

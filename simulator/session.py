@@ -15,10 +15,20 @@ rejects all, keeping the current segmentation); the step is recorded (its Dice i
 segmentation's, given the clicks so far -- before this iteration's correction, RITM's convention);
 then the robot corrects. With decided errors (FN = mask & ~seg & GT, FP = seg & ~GT) it makes up to
 ``corrections_per_iter`` clicks with the correction rule, recomputed after each; without errors it
-makes none -- unless the chosen proposal decided nothing new (a stall) or every candidate was
-rejected, when the rule runs over errors and pending pixels together (pending target pixels as FN,
-pending background as FP), so every session progresses. A click decides the brush pixels that share
-the clicked pixel's GT label and overrides the state there.
+makes none, so a partial model gets to grow -- unless the chosen proposal decided nothing new (a
+stall) or every candidate was rejected. Then the rule runs over the errors of the segmentation a
+person would hand in (undecided pixels are background there, as in the Dice): the decided errors
+plus the undecided target pixels. Undecided background is never clicked: deciding it as background
+would change nothing a person hands in. A click decides the brush pixels that share the clicked
+pixel's GT label and overrides the state there, so every click changes the handed-in segmentation.
+
+The session ends when the annotator is done: right after a step is recorded, if the segmentation has
+no error (Dice 1 with undecided pixels as background; under ``pending_as_errors`` nothing may be
+pending either), or its Dice reaches ``stop_at`` when that is set; otherwise after ``max_iters``.
+The last step record says why (``stop``). The protocol of v0.1 survives as named variants:
+``fallback="v0.1"`` (the fallback also clicks undecided background) and ``early_stop=False`` (every
+session runs ``max_iters`` iterations); the oracle's former acceptance rule is a policy setting
+(:class:`~simulator.policies.BestOfK`'s ``acceptance``).
 """
 
 from __future__ import annotations
@@ -46,7 +56,14 @@ from .methods import Method, make_method
 from .metrics import dice, hd95, iou
 from .policies import Policy, make_policy
 
-__all__ = ["SessionConfig", "run_session", "STEP_KEYS"]
+__all__ = ["FALLBACKS", "STOP_REASONS", "SessionConfig", "run_session", "STEP_KEYS", "stop_reason"]
+
+# How the robot corrects after a stall or a rejection: ``hand-in`` clicks the errors of the segmentation
+# a person would hand in; ``v0.1`` (the first release's rule) also clicks undecided background.
+FALLBACKS = ("hand-in", "v0.1")
+# Why a session ended (the last step record's ``stop``): no error left, Dice reached ``stop_at``, or
+# the iteration budget ran out.
+STOP_REASONS = ("done", "stop-at", "max-iters")
 
 # The keys of every step record, in order.
 STEP_KEYS = (
@@ -69,6 +86,7 @@ STEP_KEYS = (
     "diversity",
     "model_seconds",
     "total_seconds",
+    "stop",
 )
 TIMING_KEYS = ("model_seconds", "total_seconds")
 
@@ -89,6 +107,9 @@ class SessionConfig:
     brush_radius: int | None = None
     pending_as_errors: bool = False
     allow_reject: bool = True
+    fallback: str = "hand-in"
+    early_stop: bool = True
+    stop_at: float | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.k) or self.k < 1:
@@ -104,6 +125,16 @@ class SessionConfig:
                 f"correction_rule: unknown rule {self.correction_rule!r}; allowed: {list(CORRECTION_RULES)}"
             )
         resolve_brush_radius(self.brush_radius, (64, 64))  # validates the value only
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"fallback: unknown fallback {self.fallback!r}; allowed: {list(FALLBACKS)}")
+        if not isinstance(self.early_stop, bool):
+            raise ValueError(f"early_stop: expected True or False, got {self.early_stop!r}")
+        if self.stop_at is not None:
+            if isinstance(self.stop_at, bool) or not isinstance(self.stop_at, (int, float, np.floating, np.integer)) \
+                    or not 0.0 < float(self.stop_at) <= 1.0:
+                raise ValueError(f"stop_at: expected None or a Dice in (0, 1], got {self.stop_at!r}")
+            if not self.early_stop:
+                raise ValueError("stop_at: a Dice to stop at needs early_stop on")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +178,22 @@ def _diversity(segs: np.ndarray) -> float:
     return float(np.mean([1.0 - dice(segs[i], segs[j]) for i, j in pairs]))
 
 
+def stop_reason(cfg: SessionConfig, target: np.ndarray, mask: np.ndarray, seg: np.ndarray, dice_value: float) -> str:
+    """Why the annotator stops after seeing ``(mask, seg)``, or "" to go on (``max-iters`` is the caller's).
+
+    ``done``: the segmentation a person would hand in (``seg``, undecided as background) equals
+    ``target``, and under ``pending_as_errors`` nothing is pending. ``stop-at``: ``dice_value`` reached
+    ``cfg.stop_at`` (which then replaces ``done``). Never with ``early_stop`` off.
+    """
+    if not cfg.early_stop:
+        return ""
+    if cfg.stop_at is not None:
+        return "stop-at" if dice_value >= cfg.stop_at else ""
+    if (seg != target).any() or (cfg.pending_as_errors and not mask.all()):
+        return ""
+    return "done"
+
+
 def _start(cfg: SessionConfig, target: np.ndarray, radius: int, human_scribbles: Any, rng: np.random.Generator) -> StartInput:
     if cfg.start != "human" and human_scribbles is not None:
         raise ValueError(f"human_scribbles: only used with start='human', got start={cfg.start!r}")
@@ -171,11 +218,15 @@ def run_session(
     brush_radius: int | None = None,
     pending_as_errors: bool = False,
     allow_reject: bool = True,
+    fallback: str = "hand-in",
+    early_stop: bool = True,
+    stop_at: float | None = None,
+    config: SessionConfig | None = None,
     human_scribbles: tuple[np.ndarray, np.ndarray] | None = None,
     rng: np.random.Generator,
     trace: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one session and return its step records, one per iteration (1..max_iters).
+    """Run one session and return its step records, one per iteration (1..n, n <= max_iters).
 
     Args:
         image: float (H, W), any finite values.
@@ -186,12 +237,21 @@ def run_session(
         start: ``clicks`` (a positive click at the target's deepest point, a negative at the
             background's), ``scribbles`` (one simulated stroke in each) or ``human`` (``human_scribbles``
             as drawn). NoC counts 1 per click and per 8-connected stroke.
-        max_iters: iterations; all are always run (a finished session records its final state again).
+        max_iters: most iterations; a session ends earlier when the annotator is done (see
+            ``early_stop``).
         corrections_per_iter: most correction clicks per iteration.
         correction_rule: ``ritm`` or ``random-error`` (see :func:`~simulator.corrections.next_click`).
         brush_radius: click/stroke brush radius; None = max(1, round(H / 64)).
         pending_as_errors: count pending target pixels as errors (FN) every iteration (an ablation).
         allow_reject: let oracle policies reject every candidate (non-oracle policies never reject).
+        fallback: after a stall or a rejection, ``hand-in`` clicks the errors of the segmentation a
+            person would hand in (decided errors and undecided target pixels); ``v0.1`` also clicks
+            undecided background (the first release's rule, kept as a protocol variant).
+        early_stop: end the session once the annotator is done (see :func:`stop_reason`); off, every
+            session runs ``max_iters`` iterations (v0.1).
+        stop_at: end the session once the Dice reaches this value instead of 1.
+        config: all the protocol settings above as one :class:`SessionConfig`; when given, those
+            keyword arguments must be left at their defaults.
         human_scribbles: ``(pos, neg)`` bool (H, W) each; required by, and only allowed with,
             ``start='human'``.
         trace: when a list, one dict of arrays per iteration is appended to it, for figures:
@@ -216,17 +276,27 @@ def run_session(
         ``clicks_so_far`` (start inputs plus corrections of earlier iterations); ``candidate_scores``
         (NaN where the method has none); ``candidate_dice``; ``chosen`` (-1 = rejected);
         ``diversity`` (mean pairwise Dice distance of the candidates, 0 for K = 1);
-        ``model_seconds`` (time in ``method.propose``); ``total_seconds`` (the whole iteration).
+        ``model_seconds`` (time in ``method.propose``); ``total_seconds`` (the whole iteration);
+        ``stop``: on the last record, why the session ended (one of :data:`STOP_REASONS`), else "".
         There is no iteration-0 row: before the first proposal no method has acted, and iteration i's
         Dice already reflects exactly the start plus i - 1 rounds of corrections.
     Raises:
         ValueError: naming the argument at fault.
     """
-    cfg = SessionConfig(
+    loose = SessionConfig(
         k=k, start=start, max_iters=max_iters, corrections_per_iter=corrections_per_iter,
         correction_rule=correction_rule, brush_radius=brush_radius,
         pending_as_errors=bool(pending_as_errors), allow_reject=bool(allow_reject),
+        fallback=fallback, early_stop=bool(early_stop), stop_at=stop_at,
     )
+    if config is None:
+        cfg = loose
+    elif not isinstance(config, SessionConfig):
+        raise ValueError(f"config: expected a SessionConfig, got {type(config).__name__}")
+    elif loose != SessionConfig():
+        raise ValueError("config: give the protocol either as a SessionConfig or as keyword arguments, not both")
+    else:
+        cfg = config
     image, target = _check_image_target(image, target)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
@@ -293,15 +363,30 @@ def run_session(
             "diversity": _diversity(segs),
         }
 
-        # Pending pixels join the error regions only when the proposal brought nothing new, so a
-        # cautious method is not charged for pixels it has not decided yet unless it is stuck.
-        fallback = not progressed
+        stop = stop_reason(cfg, target, cur_mask, cur_seg, record["dice"])
+        if not stop and iteration == cfg.max_iters:
+            stop = "max-iters"
+        if stop in ("done", "stop-at"):
+            # The annotator hands the segmentation in: no correction, no further proposal.
+            record.update(click_made=False, n_clicks=0, click_reason="", clicks=[], stop=stop,
+                          model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
+            steps.append({key: record[key] for key in STEP_KEYS})
+            if trace is not None:
+                trace[-1]["clicks"] = []
+            break
+
+        # Pending target pixels join the error regions only when the proposal brought nothing new, so a
+        # cautious method is not charged for pixels it has not decided yet unless it is stuck. Pending
+        # background joins them only under the v0.1 fallback: as background is what a person hands in
+        # for an undecided pixel, clicking it there fixes nothing.
+        stuck = not progressed
         fn, fp = error_regions(target, cur_mask, cur_seg, pending_fn=cfg.pending_as_errors)
         had_errors = bool(((fn | fp) & ~clicked).any())
         made: list[list[int]] = []
         for _ in range(cfg.corrections_per_iter):
             fn, fp = error_regions(
-                target, cur_mask, cur_seg, pending_fn=fallback or cfg.pending_as_errors, pending_fp=fallback
+                target, cur_mask, cur_seg, pending_fn=stuck or cfg.pending_as_errors,
+                pending_fp=stuck and cfg.fallback == "v0.1",
             )
             click = next_click(target, fn, fp, clicked, cfg.correction_rule, click_rng)
             if click is None:
@@ -313,7 +398,7 @@ def run_session(
         n_clicks = len(made)
         clicks_so_far += n_clicks
         reason = "" if n_clicks == 0 else "error" if had_errors else "reject" if chosen < 0 else "stall"
-        record.update(click_made=n_clicks > 0, n_clicks=n_clicks, click_reason=reason, clicks=made,
+        record.update(click_made=n_clicks > 0, n_clicks=n_clicks, click_reason=reason, clicks=made, stop=stop,
                       model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
         steps.append({key: record[key] for key in STEP_KEYS})
         if trace is not None:

@@ -25,6 +25,7 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
     [protocol]                            # defaults of every arm (simulator.runner.RunSettings fields)
     start = "clicks"; max_iters = 20; corrections_per_iter = 1; correction_rule = "ritm"
     brush_radius = 1; pending_as_errors = false; allow_reject = true
+    acceptance = "no-worse-dice"; fallback = "hand-in"; early_stop = true  # stop_at = 0.9 (optional)
 
     [effort]                              # seconds, see simulator.metrics.EffortModel
     c_click = 2.45; c_inspect = 1.35; b_choose = 0.15
@@ -74,8 +75,9 @@ from probseg.cli import ArgumentParser, cli_entry
 from .corrections import CORRECTION_RULES, START_KINDS
 from .methods import METHODS
 from .metrics import DICE_THRESHOLDS, EffortModel
-from .policies import POLICIES
+from .policies import ACCEPTANCE_RULES, POLICIES
 from .runner import RunSettings
+from .session import FALLBACKS
 
 __all__ = [
     "ENDPOINTS",
@@ -105,7 +107,7 @@ _TOP_KEYS = {
 }
 _PROTOCOL_KEYS = (
     "start", "max_iters", "corrections_per_iter", "correction_rule", "brush_radius", "pending_as_errors",
-    "allow_reject",
+    "allow_reject", "fallback", "early_stop", "stop_at", "acceptance",
 )
 _EFFORT_KEYS = ("c_click", "c_inspect", "b_choose")
 _ARM_KEYS = ("method", "policy", "k", "checkpoint", "epsilon", "error_weight", "rw_beta", *_PROTOCOL_KEYS)
@@ -114,6 +116,8 @@ _ALLOWED_VALUES: dict[str, tuple[Any, ...]] = {
     "policy": tuple(POLICIES),
     "start": START_KINDS,
     "correction_rule": CORRECTION_RULES,
+    "fallback": FALLBACKS,
+    "acceptance": ACCEPTANCE_RULES,
 }
 _REPRODUCE_KEYS = {"checkpoints", "n_images", "ks", "seed", "figure"}
 _SLUG = re.compile(r"[^A-Za-z0-9.=_-]+")
@@ -205,9 +209,9 @@ def _check_value(key: str, value: Any, path: str) -> None:
     if key in _ALLOWED_VALUES and value not in _ALLOWED_VALUES[key]:
         raise _err(path, f"unknown value {value!r}; allowed: {', '.join(map(str, _ALLOWED_VALUES[key]))}")
     ints = {"k", "max_iters", "corrections_per_iter", "brush_radius"}
-    floats = {"epsilon", "error_weight", "rw_beta"}
-    bools = {"pending_as_errors", "allow_reject"}
-    strs = {"method", "policy", "start", "correction_rule", "checkpoint"}
+    floats = {"epsilon", "error_weight", "rw_beta", "stop_at"}
+    bools = {"pending_as_errors", "allow_reject", "early_stop"}
+    strs = {"method", "policy", "start", "correction_rule", "checkpoint", "fallback", "acceptance"}
     if key in ints:
         _typed(value, int, path, "an integer")
     elif key in floats:

@@ -19,7 +19,12 @@ def test_every_method_runs_end_to_end_with_its_default(method, tmp_path):
         pytest.skip(f"shipped checkpoint {ckpt!r} is not installed")
     settings = RunSettings(method=method, policy="best-of-k", k=4, n_sessions=3, max_iters=4, chunk_size=3)
     steps, sessions, summary = run(settings, out=tmp_path / method, workers=0, progress=False)
-    assert len(sessions) == 3 and len(steps) == 12
+    assert len(sessions) == 3 and len(steps) == sessions["iterations"].sum() <= 12
+    # Each session runs until the annotator is done or the budget is spent, and says which.
+    last = steps.sort_values("iteration").groupby("session").tail(1).set_index("session")["stop"].sort_index()
+    assert set(last) <= {"done", "max-iters"}
+    assert ((last == "done") == sessions.set_index("session")["stopped_early"].sort_index()).all()
+    assert (steps.loc[steps["stop"] == "done", "dice"] == 1.0).all()
     assert sessions["final_dice"].between(0, 1).all()
     if method in ("probseg-complete", "unet-complete", "random-walker"):
         assert (steps["coverage"] == 1.0).all()  # complete methods decide every pixel

@@ -428,7 +428,7 @@ def test_disk_runs_get_no_real_sections(tmp_path, with_task):
     runs = [write_fake_run(tmp_path / m, disk, method=m, k=k, dataset="disks", with_task=with_task)
             for m, k in (("random-walker", 1), ("probseg", 4))]
     res = write_report(runs, out=tmp_path / "out", n_boot=50, figures=False)
-    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "report.md"}
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "report.md"}
     assert res["per_task"] is None and res["per_annotator"] is None and res["starts"] is None
     text = (tmp_path / "out" / "report.md").read_text()
     for section in ("Per task", "Smallest detectable", "Per annotator", "Simulated against human", "- Tasks:"):
@@ -442,7 +442,7 @@ def test_one_real_task_gets_a_per_task_table(tmp_path):
     sessions = [("CAMUS", f"medscribble/CAMUS/c{i}", "mask") for i in range(3)]
     runs = [write_fake_run(tmp_path / m, sessions, method=m) for m in ("random-walker", "probseg")]
     res = write_report(runs, out=tmp_path / "out", endpoint="dice_at_clicks_5", n_boot=50, figures=False)
-    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "report.md", "per_task.csv"}
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "report.md", "per_task.csv"}
     assert res["per_task"]["task"].unique().tolist() == ["CAMUS"]
     assert "## Per task" in (tmp_path / "out" / "report.md").read_text()
 
