@@ -348,3 +348,99 @@ def test_session_rng_streams_are_unchanged_by_the_stop_rule() -> None:
     full = run_session(case.image, case.target, "probseg", "best-of-k", early_stop=False, rng=session_rng(0, 1))
     n = len(early)
     assert [s["dice"] for s in early] == [s["dice"] for s in full[:n]]
+
+
+# --- small structures in a NIfTI volume -----------------------------------------------------------------------
+
+
+def _small_structures_volume(folder: Path, size: int = 128, depth: int = 6, seed: int = 0) -> Path:
+    """A T1-like synthetic volume: a bright brain ellipse with six small darker deep structures
+    (semi-axes 3-6 px, shrinking away from the middle slice), labelled 1..6, and a manifest with one
+    row per structure (its largest axial slice). Returns the manifest's path."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    c = size / 2
+    brain = ((yy - c) / (0.42 * size)) ** 2 + ((xx - c) / (0.36 * size)) ** 2 <= 1
+    centres = [(-14, -10), (-14, 10), (0, -16), (0, 16), (14, -8), (14, 8)]
+    radii = [(5, 4), (5, 4), (6, 3), (6, 3), (4, 4), (4, 4)]
+    vol = np.zeros((size, size, depth), np.float32)
+    lab = np.zeros((size, size, depth), np.int16)
+    for z in range(depth):
+        img = np.where(brain, 0.75, 0.05).astype(np.float32)
+        shrink = 1 - 0.1 * abs(z - depth // 2)
+        for i, ((dy, dx), (ry, rx)) in enumerate(zip(centres, radii)):
+            inside = ((yy - c - dy) / (ry * shrink)) ** 2 + ((xx - c - dx) / (rx * shrink)) ** 2 <= 1
+            img[inside] = 0.15 + 0.03 * i
+            lab[..., z][inside] = i + 1
+        vol[..., z] = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(folder / "t1.nii.gz"))
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / "t1_seg.nii.gz"))
+    rows = "".join(f"t1.nii.gz,t1_seg.nii.gz,{i + 1},2,largest\n" for i in range(6))
+    (folder / "manifest.csv").write_text("image,label,label_values,axis,slices\n" + rows)
+    return folder / "manifest.csv"
+
+
+def test_small_nifti_structures_partial_best_of_8_reaches_the_unet(tmp_path: Path) -> None:
+    import probseg
+
+    if not {"medical", "medical-unet-complete"} <= set(probseg.available()):
+        pytest.skip("the shipped medical checkpoints are not installed")
+    dataset = f"nifti:{_small_structures_volume(tmp_path / 'vol')}"
+    final = {}
+    for method, policy, k in (("probseg", "best-of-k", 8), ("unet-complete", "first", 1)):
+        _, sessions, _ = run(RunSettings(dataset=dataset, method=method, policy=policy, k=k, max_iters=20),
+                             out=tmp_path / method, workers=0, progress=False)
+        assert len(sessions) == 6
+        final[method] = float(sessions["final_dice"].mean())
+    assert final["probseg"] >= final["unet-complete"] - 0.05, final
+    # Under the v0.1 rules the partial model's fallback clicked undecided background and never got there.
+    _, old, _ = run(RunSettings(dataset=dataset, method="probseg", policy="best-of-k", k=8, max_iters=20,
+                                fallback="v0.1", acceptance="pixel-score", early_stop=False),
+                    out=tmp_path / "v0.1", workers=0, progress=False)
+    assert float(old["final_dice"].mean()) < final["unet-complete"] - 0.05
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+
+def test_simulate_cli_takes_the_session_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from simulator.cli import main
+
+    base = ["--n-sessions", "4", "--workers", "0", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--stop-at", "0.9", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "ended early (annotator done): 4 of 4" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["n_stopped_early"] == 4 and summary["steps_per_session"] >= 1
+    settings = json.loads((tmp_path / "a" / "config.json").read_text())["settings"]
+    assert (settings["stop_at"], settings["fallback"], settings["acceptance"], settings["early_stop"]) == (
+        0.9, "hand-in", "no-worse-dice", True)
+    assert main([*base, "--out", str(tmp_path / "b"), "--no-early-stop", "--fallback", "v0.1",
+                 "--acceptance", "pixel-score", "--max-iters", "3"]) == 0
+    assert "ended early (annotator done): 0 of 4" in capsys.readouterr().out
+    for bad, word in ((["--stop-at", "1.5"], "stop_at"), (["--fallback", "v9"], "fallback"),
+                      (["--acceptance", "maybe"], "acceptance"), (["--stop-at", "0.9", "--no-early-stop"], "stop_at")):
+        assert main([*base, "--out", str(tmp_path / "bad"), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"probseg-simulate: error: {word}:"), err
+        assert not (tmp_path / "bad").exists()
+
+
+def test_study_files_take_the_session_rules() -> None:
+    from simulator.study import parse_study
+
+    raw = {"name": "t", "reference": "a", "protocol": {"fallback": "v0.1", "early_stop": False, "acceptance": "pixel-score"},
+           "arms": [{"label": "a", "method": "random-walker", "policy": "first", "k": 1}]}
+    s = parse_study(raw)
+    assert (s.arms[0].settings["fallback"], s.arms[0].settings["early_stop"]) == ("v0.1", False)
+    with pytest.raises(ValueError, match=r"fallback: unknown value 'v9'"):
+        parse_study({**raw, "protocol": {"fallback": "v9"}})
+    with pytest.raises(ValueError, match=r"stop_at: expected a number"):
+        parse_study({**raw, "protocol": {"stop_at": "high"}})
+    with pytest.raises(ValueError, match=r"early_stop: expected true or false"):
+        parse_study({**raw, "protocol": {"early_stop": 1}})
