@@ -308,8 +308,8 @@ def tune_random_walker_beta(
 
     Each (image, target) runs a session with the clicks start, ``n_corrections`` RITM corrections and
     the ``first`` policy (one proposal, nothing to choose); its score is the mean Dice over those
-    ``n_corrections + 1`` iterations (the area under its Dice curve), which still separates betas
-    that all end at Dice 1 on easy images.
+    ``n_corrections + 1`` iterations (the area under its Dice curve; a session handed in early keeps
+    its last Dice), which still separates betas that all end at Dice 1 on easy images.
 
     Args:
         images: float (H, W) each; targets: bool (H, W) each, same length.
@@ -321,6 +321,7 @@ def tune_random_walker_beta(
     Returns:
         ``(best_beta, {beta: mean Dice})``.
     """
+    from .metrics import carried_dice
     from .session import run_session  # session imports this module; deferred to avoid a cycle
 
     if len(images) != len(targets) or len(images) == 0:
@@ -338,7 +339,8 @@ def tune_random_walker_beta(
                 image, target, method, "first", k=1, max_iters=n_corrections + 1,
                 brush_radius=brush_radius, rng=np.random.default_rng([seed, i]),
             )
-            dices.append(float(np.mean([step["dice"] for step in steps])))
+            # A session that is handed in early keeps its Dice for the iterations it did not run.
+            dices.append(float(np.mean(carried_dice(steps, n_corrections + 1))))
         means[float(beta)] = float(np.mean(dices))
     best = max(means, key=lambda b: means[b])  # max keeps the first of equal values
     return best, means
