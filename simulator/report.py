@@ -104,6 +104,7 @@ __all__ = [
     "holm",
     "metric_matrix",
     "arm_effort_counts",
+    "protocol_change_table",
     "session_ends_table",
     "summary_table",
     "comparison_table",
@@ -893,6 +894,64 @@ def session_ends_table(arms: Sequence[Arm]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+# A study folder holding this file (the summary.csv of its last run under the v0.1 session rules,
+# e.g. ``git show COMMIT:results/NAME/summary.csv``) gets a section on what protocol 0.2 moved.
+PREVIOUS_PROTOCOL_FILE = "protocol-v0.1-summary.csv"
+_MOVED_METRICS = ("noc_90", "nof_90", "dice_at_clicks_5", "dice_at_iter_10", "effort_s")
+
+
+def protocol_change_table(summary: pd.DataFrame, previous: pd.DataFrame, endpoint: str) -> pd.DataFrame:
+    """Per arm present in both tables and metric (the endpoint first): ``label``, ``metric``,
+    ``before`` (v0.1 rules), ``after`` (this run) and ``change`` (after - before)."""
+    metrics = [endpoint] + [m for m in _MOVED_METRICS if m != endpoint]
+    old = previous.set_index("label")
+    rows = []
+    for _, r in summary.iterrows():
+        if r["label"] not in old.index:
+            continue
+        for m in metrics:
+            if m in summary.columns and m in old.columns:
+                before, after = float(old.at[r["label"], m]), float(r[m])
+                rows.append({"label": r["label"], "metric": m, "before": before, "after": after,
+                             "change": after - before})
+    return pd.DataFrame(rows, columns=["label", "metric", "before", "after", "change"])
+
+
+def _protocol_change_lines(summary: pd.DataFrame, out: Path, endpoint: str) -> list[str]:
+    path = out / PREVIOUS_PROTOCOL_FILE
+    if not path.is_file():
+        return []
+    try:
+        previous = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"paths: {path} is unreadable: {exc}") from None
+    table = protocol_change_table(summary, previous, endpoint)
+    if table.empty:
+        return []
+    metrics = list(dict.fromkeys(table["metric"]))
+    lines = [
+        "## What protocol 0.2 moved", "",
+        "These sessions follow protocol 0.2: after a stall or rejection the robot clicks the errors of the "
+        "segmentation a person would hand in (never undecided background), the oracle never accepts a candidate "
+        "that lowers the Dice, and a session ends when its segmentation has no error. The same arms under the "
+        f"v0.1 rules (`{PREVIOUS_PROTOCOL_FILE}`, the summary of this study's last v0.1 run) against now, "
+        "before → after (change):", "",
+    ]
+    header = ["arm"] + [("**" + metric_label(m) + "**") if m == endpoint else metric_label(m) for m in metrics]
+    rows = []
+    for label, g in table.groupby("label", sort=False):
+        by = g.set_index("metric")
+        cells = []
+        for m in metrics:
+            if m not in by.index:
+                cells.append("–")
+                continue
+            b, a, c = by.at[m, "before"], by.at[m, "after"], by.at[m, "change"]
+            cells.append(f"{_fmt_value(m, b)} → {_fmt_value(m, a)} ({'+' if c >= 0 else ''}{_fmt_value(m, c)})")
+        rows.append([f"`{label}`"] + cells)
+    return lines + _md_table(header, rows) + [""]
+
+
 def _session_ends_lines(ends: pd.DataFrame) -> list[str]:
     lines = [
         "## How sessions ended", "",
@@ -1619,6 +1678,7 @@ def write_report(
         lines += _setup_lines(arms, study, n_img)
         lines += _headline_lines(summary, metrics, str(endpoint), n_boot)
         lines += _session_ends_lines(ends)
+        lines += _protocol_change_lines(summary, out, str(endpoint))
         lines += _comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
         lines += _multi_seed_lines(seeds, str(endpoint))
         if real:

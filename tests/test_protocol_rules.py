@@ -444,3 +444,22 @@ def test_study_files_take_the_session_rules() -> None:
         parse_study({**raw, "protocol": {"stop_at": "high"}})
     with pytest.raises(ValueError, match=r"early_stop: expected true or false"):
         parse_study({**raw, "protocol": {"early_stop": 1}})
+
+
+# --- reports say what the protocol change moved -------------------------------------------------------------
+
+
+def test_protocol_change_table_pairs_arms_by_label() -> None:
+    import pandas as pd
+
+    from simulator.report import protocol_change_table
+
+    now = pd.DataFrame({"label": ["a", "b", "new"], "noc_90": [2.0, 3.5, 1.0], "nof_90": [0, 2, 0],
+                        "dice_at_clicks_5": [0.9, 0.8, 1.0]})
+    before = pd.DataFrame({"label": ["b", "a", "gone"], "noc_90": [4.0, 2.5, 9.0], "nof_90": [5, 1, 0],
+                           "dice_at_clicks_5": [0.5, 0.9, 0.1]})
+    t = protocol_change_table(now, before, "dice_at_clicks_5")
+    assert list(dict.fromkeys(t["label"])) == ["a", "b"]  # only arms in both, in this run's order
+    assert list(t[t["label"] == "a"]["metric"]) == ["dice_at_clicks_5", "noc_90", "nof_90"]  # endpoint first
+    row = t[(t["label"] == "b") & (t["metric"] == "noc_90")].iloc[0]
+    assert (row["before"], row["after"], row["change"]) == (4.0, 3.5, -0.5)
