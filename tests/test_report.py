@@ -71,7 +71,16 @@ def test_summary_columns_cis_and_nof(runs, tmp_path):
     # 4 iterations: no session has an iteration 10, so that metric is NaN, not an error.
     assert summary["dice_at_iter_10"].isna().all()
     assert "session_seconds" not in " ".join(summary.columns)
-    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "report.md"}
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "report.md"}
+    ends = pd.read_csv(tmp_path / "session_ends.csv").set_index("label")
+    for label in summary["label"]:
+        sessions = pd.read_parquet(runs[label] / "sessions.parquet")
+        assert ends.at[label, "steps_per_session"] == pytest.approx(sessions["iterations"].mean())
+        assert ends.at[label, "n_stopped_early"] == sessions["stopped_early"].sum()
+        total = sessions["correction_clicks"].sum()
+        share = ends.at[label, "positive_click_share"]
+        assert (np.isnan(share) if total == 0 else share == pytest.approx(sessions["positive_clicks"].sum() / total))
+    assert "## How sessions ended" in (tmp_path / "report.md").read_text()
 
 
 def test_holm_hand_computed():
