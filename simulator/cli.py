@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pandas as pd
@@ -14,7 +13,7 @@ from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DATASETS
 from .methods import METHODS
 from .policies import ACCEPTANCE_RULES, POLICIES
-from .runner import RunSettings, run
+from .runner import RunSettings, run, summary_json
 from .session import FALLBACKS
 
 __all__ = ["main"]
@@ -104,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_frame().to_string())
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")
+    rate = summary["sessions_per_second"]
+    rate_text = f"{rate:.2f}" if rate is not None else "- (resumed: every session was already done)"
     print(f"sessions: {summary['n_sessions']}  wall: {summary['wall_seconds']:.1f} s  "
-          f"sessions/s: {summary['sessions_per_second']:.2f}  out: {summary['out']}")
+          f"sessions/s: {rate_text}  out: {summary['out']}")
     if a.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
+        print(summary_json({k: v for k, v in summary.items() if k != "out"}))
     return 0
 
 
