@@ -54,10 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--rw-beta", type=float, default=None, help="random walker beta (default: the value tuned on training data)")
     g = p.add_argument_group("protocol")
     g.add_argument("--start", default=d.start, help=f"one of: {', '.join(START_KINDS)}")
-    g.add_argument("--max-iters", type=int, default=d.max_iters)
-    g.add_argument("--corrections-per-iter", type=int, default=d.corrections_per_iter)
+    g.add_argument("--max-iters", type=int, default=d.max_iters,
+                   help="iterations (propose, pick, correct) a session runs at most")
+    g.add_argument("--corrections-per-iter", type=int, default=d.corrections_per_iter,
+                   help="correction clicks the robot makes after each pick")
     g.add_argument("--correction-rule", default=d.correction_rule, help=f"one of: {', '.join(CORRECTION_RULES)}")
-    g.add_argument("--brush-radius", type=int, default=None, help="click brush radius in px (default max(1, round(H/64)))")
+    g.add_argument("--brush-radius", type=int, default=None, help="click brush radius in px (default: max(1, round(H/64)))")
     g.add_argument("--pending-as-errors", action="store_true", help="count pending target pixels as errors every iteration")
     g.add_argument("--allow-reject", action=argparse.BooleanOptionalAction, default=d.allow_reject,
                    help="oracle policies may keep the current segmentation when no candidate beats it")

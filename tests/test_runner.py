@@ -246,3 +246,31 @@ def test_cli_json_is_strict_json_also_for_a_resumed_run(tmp_path, capsys):
         summary = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["n_sessions_run"] == n_run and summary["dice_at_iter_20"] is None
     assert summary["sessions_per_second"] is None
+
+
+def _help_entries(help_text: str) -> dict[str, str]:
+    """Each option of a ``--help`` text and its help, wrapped lines joined: ``{"--k": "K candidates ..."}``."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in help_text.splitlines():
+        if line.startswith("  -"):  # an option's first line: its flags, then its help when they are short
+            flags, _, rest = line.strip().partition("  ")
+            current = flags.split(",")[0].split()[0]
+            entries[current] = rest.strip()
+        elif current is not None and line.startswith(" " * 4) and line.strip():
+            entries[current] = f"{entries[current]} {line.strip()}".strip()
+        else:  # a blank line or a group title ends the entry
+            current = None
+    return entries
+
+
+def test_simulate_help_states_each_default_once_and_helps_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        simulate_main(["--help"])
+    assert info.value.code == 0
+    entries = _help_entries(capsys.readouterr().out)
+    assert {"--dataset", "--max-iters", "--corrections-per-iter", "--json"} <= set(entries)
+    for option, text in entries.items():
+        assert text.count("(default") <= 1, (option, text)
+        assert text and not text.startswith("(default"), f"{option} has no help text: {text!r}"
+    assert "(default: 20)" in entries["--max-iters"] and "(default: 1)" in entries["--corrections-per-iter"]
