@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,25 +49,64 @@ def save_checkpoint(
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def _read_payload(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``, every failure a ``ValueError`` saying what the file is not.
+
+    PyTorch's own messages are never quoted: for a file its safe loader refuses they advise
+    ``weights_only=False``, which would let the file run code, and for a file that is no archive at
+    all its unpickler fails with unrelated errors (``IndexError: pop from empty list``).
+    """
+    try:
+        empty = path.stat().st_size == 0
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise ValueError(f"checkpoint: cannot read {path}: {exc.strerror or exc}") from None
+    if empty:
+        raise ValueError(f"checkpoint: {path} is empty, not a probseg checkpoint")
+    # torch.save has written zip archives since PyTorch 1.6 and save_checkpoint never wrote anything
+    # else; refusing other files here keeps text, random bytes and truncated files from the unpickler.
+    if not is_zip:
+        raise ValueError(f"checkpoint: {path} is not a probseg checkpoint (not a PyTorch zip archive)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ValueError(
+                f"checkpoint: {path} is not a probseg checkpoint: its data is damaged or holds objects other than "
+                "tensors and plain data, which probseg does not load"
+            ) from None
+        except OSError as exc:
+            raise ValueError(f"checkpoint: cannot read {path}: {exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged archive fails anywhere in torch's reader, with any type
+            raise ValueError(
+                f"checkpoint: {path} is not a probseg checkpoint: a damaged or foreign zip archive "
+                f"({type(exc).__name__} while reading it)"
+            ) from None
+    # Warnings about a file that failed to load are noise beside the error; a loaded file's are kept.
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return payload
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[PartialSegNet, dict[str, Any]]:
-    """Rebuild the network from a checkpoint file.
+    """Rebuild the network from a checkpoint file (read with ``torch.load(..., weights_only=True)``).
 
     Returns:
         ``(net, meta)``: the network in eval mode and the checkpoint dict without ``state_dict``.
     Raises:
         ValueError: naming ``checkpoint`` when the file is missing, unreadable, or not a probseg
-            checkpoint.
+            checkpoint (empty, not a PyTorch zip archive, damaged, or lacking the probseg keys).
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint: no such file: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValueError(f"checkpoint: cannot read {path} ({type(exc).__name__}: {first[:200]})") from None
-    if not isinstance(payload, dict) or any(k not in payload for k in _REQUIRED):
-        raise ValueError(f"checkpoint: {path} is not a probseg checkpoint (missing keys)")
+    payload = _read_payload(path)
+    if not isinstance(payload, dict):
+        raise ValueError(f"checkpoint: {path} is not a probseg checkpoint: it holds a {type(payload).__name__}, not a dict")
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise ValueError(f"checkpoint: {path} is not a probseg checkpoint: it lacks {', '.join(missing)} (missing keys)")
     try:
         # Fields added to ModelConfig later (work_size) take their defaults, which keep the older
         # checkpoints' behaviour.

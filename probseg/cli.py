@@ -7,13 +7,26 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["UsageError", "ArgumentParser", "cli_entry", "EXIT_USAGE"]
+__all__ = ["UsageError", "ArgumentParser", "HelpFormatter", "cli_entry", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 
 
 class UsageError(ValueError):
     """A mistake in what the user asked for (bad argument, bad file)."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` to an option's help unless the help already states its default.
+
+    Help strings say ``(default: the dataset's)`` where the default is not a plain value; the stock
+    formatter would add ``(default: None)`` after them.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,7 +36,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pandas as pd
@@ -14,7 +13,7 @@ from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DATASETS
 from .methods import METHODS
 from .policies import ACCEPTANCE_RULES, POLICIES
-from .runner import RunSettings, run
+from .runner import RunSettings, run, summary_json
 from .session import FALLBACKS
 
 __all__ = ["main"]
@@ -55,10 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--rw-beta", type=float, default=None, help="random walker beta (default: the value tuned on training data)")
     g = p.add_argument_group("protocol")
     g.add_argument("--start", default=d.start, help=f"one of: {', '.join(START_KINDS)}")
-    g.add_argument("--max-iters", type=int, default=d.max_iters)
-    g.add_argument("--corrections-per-iter", type=int, default=d.corrections_per_iter)
+    g.add_argument("--max-iters", type=int, default=d.max_iters,
+                   help="iterations (propose, pick, correct) a session runs at most")
+    g.add_argument("--corrections-per-iter", type=int, default=d.corrections_per_iter,
+                   help="correction clicks the robot makes after each pick")
     g.add_argument("--correction-rule", default=d.correction_rule, help=f"one of: {', '.join(CORRECTION_RULES)}")
-    g.add_argument("--brush-radius", type=int, default=None, help="click brush radius in px (default max(1, round(H/64)))")
+    g.add_argument("--brush-radius", type=int, default=None, help="click brush radius in px (default: max(1, round(H/64)))")
     g.add_argument("--pending-as-errors", action="store_true", help="count pending target pixels as errors every iteration")
     g.add_argument("--allow-reject", action=argparse.BooleanOptionalAction, default=d.allow_reject,
                    help="oracle policies may keep the current segmentation when no candidate beats it")
@@ -104,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_frame().to_string())
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")
+    rate = summary["sessions_per_second"]
+    rate_text = f"{rate:.2f}" if rate is not None else "- (resumed: every session was already done)"
     print(f"sessions: {summary['n_sessions']}  wall: {summary['wall_seconds']:.1f} s  "
-          f"sessions/s: {summary['sessions_per_second']:.2f}  out: {summary['out']}")
+          f"sessions/s: {rate_text}  out: {summary['out']}")
     if a.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "out"}))
+        print(summary_json({k: v for k, v in summary.items() if k != "out"}))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -332,15 +333,34 @@ def _probe_address(address: str, timeout: float = 10.0) -> None:
         raise ValueError(f"address: cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
-def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[str, Any]:
-    """The arm's summary: the mean of each metric, NoF, session count, how sessions ended, throughput.
+def _finite_or_none(value: Any) -> Any:
+    """``None`` for a NaN or infinite float (strict JSON has neither), ``value`` otherwise."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
-    ``nof_85``/``nof_90`` count sessions that never reached that Dice (the field's number of
-    failures). ``steps_per_session`` is the mean number of iterations run; ``n_stopped_early`` counts
-    the sessions that ended before ``max_iters`` because the annotator was done (or reached
-    ``stop_at``); ``positive_click_share`` is the positive fraction of the robot's correction clicks
-    (None when it made none). ``sessions_per_second`` is measured over the sessions this invocation
-    ran, from the first chunk submitted to the last result, so Ray start-up is excluded.
+
+def summary_json(summary: dict[str, Any], indent: int | None = None) -> str:
+    """``summary`` as strict JSON (no ``NaN``/``Infinity``, which JSON parsers outside Python refuse)."""
+    return json.dumps({k: _finite_or_none(v) for k, v in summary.items()}, indent=indent, allow_nan=False)
+
+
+def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[str, Any]:
+    """The arm's summary (``summary.json``): plain Python values, ``None`` where a number is undefined.
+
+    Args:
+        sessions: the session table, one row per session (``sessions.parquet``).
+        wall_seconds: seconds this invocation spent running sessions.
+        n_run: sessions this invocation ran (0 for a resumed run whose chunks were all done).
+    Returns:
+        ``method``, ``policy``, ``k``, ``start``, ``seed``: the arm. Each metric column: its mean over the
+        sessions, ``None`` when no session has a value (e.g. ``dice_at_iter_10`` of a 5-iteration run).
+        ``nof_85``/``nof_90``: sessions that never reached that Dice (the field's number of failures).
+        ``n_sessions``: sessions in the table. ``steps_per_session``: the mean number of iterations run.
+        ``n_stopped_early``: sessions that ended before ``max_iters`` because the annotator was done (or
+        reached ``stop_at``). ``positive_click_share``: the positive fraction of the robot's correction
+        clicks (``None`` when it made none). ``n_sessions_run``: ``n_run``. ``wall_seconds``: this
+        invocation's seconds, from the first chunk submitted to the last result (Ray start-up
+        excluded); 0.0 when it ran none. ``sessions_per_second``: ``n_run / wall_seconds``, ``None``
+        when this invocation ran no session (a resumed run has no throughput to report).
     """
     labels = ("session", "task", "image", "target", "start", "seed", "method", "policy", "k", "stop")
     metric_cols = [c for c in sessions.columns if c not in labels]
@@ -361,9 +381,10 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
     if "correction_clicks" in sessions.columns:
         total = int(sessions["correction_clicks"].sum())
         out["positive_click_share"] = float(sessions["positive_clicks"].sum() / total) if total else None
+    out["n_sessions_run"] = int(n_run)
     out["wall_seconds"] = float(wall_seconds)
-    out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else float("nan")
-    return out
+    out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else None
+    return {k: _finite_or_none(v) for k, v in out.items()}
 
 
 def run(
@@ -432,7 +453,7 @@ def run(
     summary = summarize(sessions_df, wall, n_run)
     _write_atomic(steps_df, out / "steps.parquet")
     _write_atomic(sessions_df, out / "sessions.parquet")
-    _write_text_atomic(json.dumps(summary, indent=2, default=float) + "\n", out / "summary.json")
+    _write_text_atomic(summary_json(summary, indent=2) + "\n", out / "summary.json")
     summary["out"] = str(out)
     return steps_df, sessions_df, summary
 

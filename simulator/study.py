@@ -605,6 +605,24 @@ def study_record(study: Study, quick: bool) -> dict[str, Any]:
     }
 
 
+def _study_held_by(out: Path) -> str | None:
+    """The name of the study whose results ``out`` holds, or None when it holds none.
+
+    ``study.toml`` is copied in when a run starts and ``study.json`` written when it ends, so a folder
+    whose run stopped early is recognised too.
+    """
+    for name, parse in (("study.json", json.loads), ("study.toml", tomllib.loads)):
+        path = out / name
+        if not path.is_file():
+            continue
+        try:
+            held = parse(path.read_text())["name"]
+        except (OSError, ValueError, KeyError, TypeError):  # TOMLDecodeError is a ValueError
+            raise ValueError(f"out: {path} is unreadable; choose another --out") from None
+        return str(held)
+    return None
+
+
 def run_study(
     study: Study | str | Path,
     out: str | Path | None = None,
@@ -620,6 +638,8 @@ def run_study(
     Args:
         study: a :class:`Study`, a shipped study name or a TOML path.
         out: output folder (default ``results/NAME``; with ``quick``, ``results/runs/NAME-quick``).
+            Rerunning a study into its folder resumes it; a folder holding another study is refused
+            (its tables and figures would stay beside this study's report).
         quick: a few sessions of each arm (``quick_sessions``, ``quick_max_iters``) and the first
             training seed only: the whole pipeline, end to end, in seconds.
         workers: local Ray workers (0: in-process); the tables do not depend on it.
@@ -628,6 +648,8 @@ def run_study(
         report: write the report (``report.md``, ``summary.csv``, figures) at the end.
     Returns:
         The output folder.
+    Raises:
+        ValueError: naming the field at fault, or ``out`` when it holds another study.
     """
     from .runner import run
 
@@ -635,6 +657,9 @@ def run_study(
     if quick:
         study = _quick(study)
     out = Path(out) if out is not None else (Path("results") / "runs" / f"{study.name}-quick" if quick else DEFAULT_RESULTS / study.name)
+    held = _study_held_by(out) if out.is_dir() else None
+    if held is not None and held != study.name:
+        raise ValueError(f"out: {out} holds the study {held!r}; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

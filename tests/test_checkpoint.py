@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import fractions
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +133,56 @@ def test_pickled_object_is_rejected_not_executed(tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(ValueError, match="^checkpoint.*no such file"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+# --- files that are not checkpoints at all (issue 16) ----------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    """A file a user might pass as a checkpoint by mistake."""
+    path = tmp_path / f"{kind}.pt"
+    if kind == "text":
+        path.write_text("this is a README, not a checkpoint\nsecond line\n")
+    elif kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, size=4096, dtype=np.uint8).tobytes())
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "foreign-torch-file":
+        torch.save({"a": 1}, path)
+    return path
+
+
+BAD_KINDS = ["text", "random-bytes", "empty", "foreign-torch-file"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_file_is_a_value_error_naming_checkpoint(tmp_path, kind):
+    with pytest.raises(ValueError, match="^checkpoint: ") as info:
+        probseg.load(_bad_file(tmp_path, kind))
+    message = str(info.value)
+    assert "not a probseg checkpoint" in message and "\n" not in message
+    assert "weights_only" not in message  # torch's advice to load unsafely must never reach the user
+
+
+def test_bad_file_says_what_it_is_not(tmp_path):
+    with pytest.raises(ValueError, match="not a PyTorch zip archive"):
+        load_checkpoint(_bad_file(tmp_path, "text"))
+    with pytest.raises(ValueError, match="empty"):
+        load_checkpoint(_bad_file(tmp_path, "empty"))
+    with pytest.raises(ValueError, match="lacks state_dict"):
+        load_checkpoint(_bad_file(tmp_path, "foreign-torch-file"))
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_simulate_cli_bad_checkpoint_is_one_line_exit_2(tmp_path, kind):
+    """A real process, so that anything printed to stderr (warnings, tracebacks) is seen."""
+    argv = ["--checkpoint", str(_bad_file(tmp_path, kind)), "--workers", "0", "--n-sessions", "1",
+            "--max-iters", "1", "--out", str(tmp_path / "out"), "--no-progress"]
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli", *argv], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(err) == 1 and err[0].startswith("probseg-simulate: error: checkpoint: "), err
+    assert "Traceback" not in proc.stderr and "weights_only" not in proc.stderr

@@ -212,3 +212,65 @@ def test_run_from_python_matches_files(tiny_checkpoint, tmp_path):
     steps, sessions, _ = run(_settings(tiny_checkpoint, n_sessions=2), out=tmp_path / "r", workers=0, progress=False)
     assert set(np.unique(steps["session"])) == {0, 1}
     assert (steps.groupby("session")["iteration"].max() == 3).all()
+
+
+def _strict_json(text: str):
+    """Parse JSON as a parser outside Python would: NaN, Infinity and -Infinity are errors."""
+
+    def refuse(constant: str):
+        raise ValueError(f"not valid JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_summary_is_strict_json_also_for_a_resumed_run(tmp_path):
+    out = tmp_path / "r"
+    settings = RunSettings(n_sessions=2, max_iters=2)
+    _, _, first = run(settings, out=out, workers=0, progress=False)
+    on_disk = _strict_json((out / "summary.json").read_text())
+    assert on_disk["n_sessions_run"] == 2 and on_disk["sessions_per_second"] > 0
+    assert on_disk["dice_at_iter_20"] is None  # a 2-iteration run has no value at iteration 20
+    _, _, second = run(settings, out=out, workers=0, progress=False)  # every chunk done: nothing runs
+    on_disk = _strict_json((out / "summary.json").read_text())
+    assert on_disk["n_sessions"] == 2 and on_disk["n_sessions_run"] == 0
+    assert on_disk["sessions_per_second"] is None and on_disk["wall_seconds"] == 0.0
+    assert {k: v for k, v in second.items() if k != "out"} == on_disk
+    assert on_disk["noc_90"] == first["noc_90"]
+
+
+def test_cli_json_is_strict_json_also_for_a_resumed_run(tmp_path, capsys):
+    argv = ["--n-sessions", "2", "--max-iters", "2", "--workers", "0", "--out", str(tmp_path / "o"), "--json",
+            "--no-progress"]
+    for n_run in (2, 0):
+        assert simulate_main(argv) == 0
+        summary = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["n_sessions_run"] == n_run and summary["dice_at_iter_20"] is None
+    assert summary["sessions_per_second"] is None
+
+
+def _help_entries(help_text: str) -> dict[str, str]:
+    """Each option of a ``--help`` text and its help, wrapped lines joined: ``{"--k": "K candidates ..."}``."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in help_text.splitlines():
+        if line.startswith("  -"):  # an option's first line: its flags, then its help when they are short
+            flags, _, rest = line.strip().partition("  ")
+            current = flags.split(",")[0].split()[0]
+            entries[current] = rest.strip()
+        elif current is not None and line.startswith(" " * 4) and line.strip():
+            entries[current] = f"{entries[current]} {line.strip()}".strip()
+        else:  # a blank line or a group title ends the entry
+            current = None
+    return entries
+
+
+def test_simulate_help_states_each_default_once_and_helps_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        simulate_main(["--help"])
+    assert info.value.code == 0
+    entries = _help_entries(capsys.readouterr().out)
+    assert {"--dataset", "--max-iters", "--corrections-per-iter", "--json"} <= set(entries)
+    for option, text in entries.items():
+        assert text.count("(default") <= 1, (option, text)
+        assert text and not text.startswith("(default"), f"{option} has no help text: {text!r}"
+    assert "(default: 20)" in entries["--max-iters"] and "(default: 1)" in entries["--corrections-per-iter"]

@@ -227,3 +227,41 @@ def test_seed_retrain_of_a_gpu_recipe_runs_without_a_gpu(tmp_path, monkeypatch):
     assert written["settings"]["seed"] == 1 and written["settings"]["free_bits"] == 0.05
     assert written["settings"]["device"] == "auto"
     assert written["command"] == "probseg-train --config paper --steps 2 --seed 1 --device auto --out x.pt"
+
+
+def _tiny_study_file(folder: Path, name: str) -> Path:
+    """A one-arm random-walker study that runs in seconds with --quick."""
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\ndataset = "disks"\nreference = "rw"\nquick_sessions = 2\nquick_max_iters = 2\n'
+        '[[arms]]\nlabel = "rw"\nmethod = "random-walker"\npolicy = "first"\nk = 1\n'
+    )
+    return path
+
+
+def test_out_holding_another_study_is_refused_and_the_same_study_resumes(tmp_path: Path) -> None:
+    from simulator.study import run_study
+
+    out = tmp_path / "out"
+    alpha, beta = _tiny_study_file(tmp_path, "alpha"), _tiny_study_file(tmp_path, "beta")
+    run_study(alpha, out, quick=True, workers=0, progress=False, report=False)
+    record = (out / "study.json").read_bytes()
+    with pytest.raises(ValueError, match=f"^out: {out} holds the study 'alpha'; choose another --out$"):
+        run_study(beta, out, quick=True, workers=0, progress=False, report=False)
+    assert (out / "study.json").read_bytes() == record and (out / "study.toml").read_text() == alpha.read_text()
+    assert run_study(alpha, out, quick=True, workers=0, progress=False, report=False) == out  # resumes
+    # A run that stopped before writing study.json still marks the folder with its study.toml.
+    (out / "study.json").unlink()
+    with pytest.raises(ValueError, match="^out: .* holds the study 'alpha'"):
+        run_study(beta, out, quick=True, workers=0, progress=False, report=False)
+
+
+def test_cli_out_holding_another_study_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    common = ["--quick", "--workers", "0", "--no-progress", "--no-report", "--out", str(out)]
+    assert main(["run", str(_tiny_study_file(tmp_path, "alpha")), *common]) == 0
+    capsys.readouterr()
+    assert main(["run", str(_tiny_study_file(tmp_path, "beta")), *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"probseg-study: error: out: {out} holds the study 'alpha'; choose another --out"]
+    assert json.loads((out / "study.json").read_text())["name"] == "alpha"
