@@ -1,18 +1,25 @@
-"""The interaction primitives (click rule, brush, start inputs) on hand-made masks with hand-computed answers."""
+"""The interaction primitives (click rule, brush, start inputs) on hand-made masks with hand-computed answers,
+and the held-out check's click start shown to be the same function as the simulator's."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
+from probseg.data import medical
 from probseg.interaction import (
     Click,
+    brush_disk,
     apply_click,
     click_brush,
     click_start,
     count_strokes,
     deepest_point,
+    default_brush_radius,
     error_regions,
     human_start,
     next_click,
@@ -234,3 +241,71 @@ def test_human_start_keeps_mistakes_and_counts_components():
 def test_human_start_rejects_bad_scribbles(scribbles, match):
     with pytest.raises(ValueError, match=match):
         human_start(np.zeros((10, 10), dtype=bool), scribbles)
+
+
+# --- the held-out check's click start is the simulator's ---------------------------------------------
+
+
+def _legacy_medical_click_start(target: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``probseg.data.medical.click_start`` as it was before it became an adapter over
+    :func:`probseg.interaction.click_start`, kept verbatim (with its own padded distance transform)
+    as the oracle: ``evaluate_heldout``'s numbers are recorded in the shipped checkpoints."""
+    target = np.asarray(target, dtype=bool)
+    r = default_brush_radius(target.shape[0]) if radius is None else radius
+    mask = np.zeros_like(target)
+    for region in (target, ~target):
+        if region.any():
+            dt = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+            point = np.unravel_index(int(np.argmax(dt)), dt.shape)
+            mask |= brush_disk(target.shape, (int(point[0]), int(point[1])), r) & region
+    return mask, mask & target
+
+
+def _assert_medical_start_is_legacy_and_shared(target: np.ndarray, radius: int | None) -> None:
+    mask, seg = medical.click_start(target, radius)
+    old_mask, old_seg = _legacy_medical_click_start(target, radius)
+    assert mask.dtype == seg.dtype == np.bool_ and mask.shape == seg.shape == np.shape(target)
+    np.testing.assert_array_equal(mask, old_mask)
+    np.testing.assert_array_equal(seg, old_seg)
+    gt = np.asarray(target, dtype=bool)
+    shared = click_start(gt, resolve_brush_radius(radius, gt.shape))
+    np.testing.assert_array_equal(mask, shared.mask)
+    np.testing.assert_array_equal(seg, shared.seg)
+
+
+def _blocks(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A union of 1-4 random rectangles, clipped to the image: many touch its border or each other."""
+    out = np.zeros(shape, dtype=bool)
+    for _ in range(int(rng.integers(1, 5))):
+        r0, c0 = int(rng.integers(-3, shape[0])), int(rng.integers(-3, shape[1]))
+        out[max(r0, 0) : r0 + int(rng.integers(1, shape[0] + 1)), max(c0, 0) : c0 + int(rng.integers(1, shape[1] + 1))] = True
+    return out
+
+
+def test_medical_click_start_equals_its_legacy_self_and_the_shared_start_on_many_targets():
+    rng = np.random.default_rng(20240613)
+    cases: list[np.ndarray] = []
+    for shape in ((1, 1), (1, 9), (9, 1), (2, 2), (8, 8), (7, 13), (64, 64), (65, 40)):
+        cases += [np.zeros(shape, dtype=bool), np.ones(shape, dtype=bool)]  # empty and full targets
+        for corner in ((0, 0), (0, shape[1] - 1), (shape[0] - 1, 0), (shape[0] - 1, shape[1] - 1)):
+            one = np.zeros(shape, dtype=bool)
+            one[corner] = True
+            cases += [one, ~one]  # a single border pixel, and everything but it
+    for _ in range(400):
+        shape = (int(rng.integers(1, 48)), int(rng.integers(1, 48)))
+        cases.append(_blocks(rng, shape) if rng.random() < 0.6 else rng.random(shape) < rng.random())
+    for i, target in enumerate(cases):
+        for radius in (None, 0, 1, 3):
+            _assert_medical_start_is_legacy_and_shared(target, radius)
+        if i % 7 == 0:  # the adapter casts non-bool targets, as the legacy start did
+            _assert_medical_start_is_legacy_and_shared(target.astype(np.uint8), None)
+            _assert_medical_start_is_legacy_and_shared(target.astype(np.float32) * 0.5, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    target=hnp.arrays(bool, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=20)),
+    radius=st.none() | st.integers(0, 4),
+)
+def test_medical_click_start_equals_its_legacy_self_on_any_target(target: np.ndarray, radius: int | None):
+    _assert_medical_start_is_legacy_and_shared(target, radius)
