@@ -240,7 +240,7 @@ def run_session(
         max_iters: most iterations; a session ends earlier when the annotator is done (see
             ``early_stop``).
         corrections_per_iter: most correction clicks per iteration.
-        correction_rule: ``ritm`` or ``random-error`` (see :func:`~simulator.corrections.next_click`).
+        correction_rule: ``ritm`` or ``random-error`` (see :func:`~probseg.interaction.next_click`).
         brush_radius: click/stroke brush radius; None = max(1, round(H / 64)).
         pending_as_errors: count pending target pixels as errors (FN) every iteration (an ablation).
         allow_reject: let oracle policies reject every candidate (non-oracle policies never reject).

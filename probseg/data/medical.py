@@ -16,6 +16,9 @@ Pairs come from :func:`~probseg.data.partials.make_partial_pair` with the same :
 mix for every configuration (only ``mode`` follows the model). Pair ``j`` depends only on
 ``(seed, j)`` and the examples, so a smaller pool is a prefix of a larger one.
 
+The held-out check (:func:`evaluate_heldout`) starts each image from the simulator's click start,
+drawn by :func:`probseg.interaction.click_start`, the code the simulator runs.
+
 Everything here is single-threaded NumPy/SciPy (no large BLAS products, no torch kernels): a pool is
 built while training jobs share the cores, where multi-threaded kernels stall.
 """
@@ -32,11 +35,13 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from .. import interaction
+from ..interaction import default_brush_radius
 from ..metrics import dice
 from .examples import Example
 from .intensity import normalize_image
 from .medscribble import load_medscribble, medscribble_tasks
-from .partials import PairSpec, brush_disk, default_brush_radius, make_partial_pair
+from .partials import PairSpec, make_partial_pair
 from .synth import SynthSpec, make_synth_example
 
 __all__ = [
@@ -275,30 +280,24 @@ def heldout_tasks(medscribble_path: str | Path, train_tasks: Sequence[str]) -> l
     return [t for t in medscribble_tasks(medscribble_path) if t not in set(train_tasks)]
 
 
-def _padded_edt(region: np.ndarray) -> np.ndarray:
-    # The image border counts as the region's edge (as the simulator's click rule does).
-    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-
-
 def click_start(target: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The simulator's click start: a positive click at the target's deepest pixel and a negative
-    one at the background's, each deciding a brush disk of its own label.
+    """The simulator's click start as ``(mask, seg)``: a positive click at the target's deepest pixel
+    and a negative one at the background's, each deciding a brush disk of its own label.
+
+    A thin adapter over :func:`probseg.interaction.click_start` (the code the simulator runs), kept
+    for :func:`evaluate_heldout`, whose numbers are recorded in the shipped checkpoints' metrics: it
+    casts ``target`` to bool and fills in the protocol's default radius.
 
     Args:
-        target: bool (H, W).
-        radius: brush radius; None = max(1, round(H / 64)).
+        target: (H, W), cast to bool.
+        radius: brush radius; None = max(1, round(H / 64)). Passed through unchecked, as before the
+            start moved to :mod:`probseg.interaction`.
     Returns:
         ``mask``, ``seg``: bool (H, W).
     """
     target = np.asarray(target, dtype=bool)
-    r = default_brush_radius(target.shape[0]) if radius is None else radius
-    mask = np.zeros_like(target)
-    for region in (target, ~target):
-        if region.any():
-            dt = _padded_edt(region)
-            point = np.unravel_index(int(np.argmax(dt)), dt.shape)
-            mask |= brush_disk(target.shape, (int(point[0]), int(point[1])), r) & region
-    return mask, mask & target
+    start = interaction.click_start(target, default_brush_radius(target.shape[0]) if radius is None else radius)
+    return start.mask, start.seg
 
 
 def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: int = 0) -> dict[str, Any]:

@@ -10,6 +10,10 @@ a few click disks, short strokes, and states reached by accepting earlier propos
 is a random shape or a whole object (a disk, a connected component) grown by a small margin, the step
 an annotator would accept. In ``complete`` mode the target decides every pixel (``y_m`` all true):
 the same data trains a single-step completion model.
+
+The random click and stroke inputs here are training-data sampling (random positions, a random walk);
+the brush they paint with, and the simulator's own deterministic starts and correction clicks, are in
+:mod:`probseg.interaction`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage
 
+# The brush and its default radius are the simulator's too; they live with the other interaction
+# primitives and are re-exported here, where training code has always imported them from.
+from ..interaction import brush_disk, default_brush_radius
 from .shapes import crop_near_seed, random_shape_with_area
 
 __all__ = [
@@ -126,17 +133,6 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     names = sorted(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
-
-
-def brush_disk(shape: tuple[int, int], center: tuple[int, int], radius: int) -> np.ndarray:
-    """Pixels within ``radius`` of ``center``: bool ``shape``."""
-    yy, xx = np.ogrid[0 : shape[0], 0 : shape[1]]
-    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius**2
-
-
-def default_brush_radius(h: int) -> int:
-    """The protocol's default brush radius for an image of height ``h``."""
-    return max(1, int(round(h / 64)))
 
 
 def object_masks(gt: np.ndarray) -> np.ndarray:
