@@ -19,12 +19,15 @@ from skimage.segmentation import random_walker
 import probseg
 from probseg import ProbSeg
 
+from .metrics import dice
+
 __all__ = [
     "METHODS",
     "Method",
     "ProbSegMethod",
     "RW_MODES",
     "RandomWalkerMethod",
+    "TTAMethod",
     "make_method",
     "tune_random_walker_beta",
 ]
@@ -130,6 +133,89 @@ class ProbSegMethod:
 
     def __repr__(self) -> str:
         return f"ProbSegMethod(name={self.name!r}, mean={self.mean})"
+
+
+def _dihedral(shape: tuple[int, int]) -> list[tuple[int, bool]]:
+    """The test-time transforms as ``(quarter turns, flip left-right)``: the 8 symmetries of a square
+    image, or the 4 that keep a non-square image's shape (identity first)."""
+    turns = (0, 1, 2, 3) if shape[0] == shape[1] else (0, 2)
+    return [(t, f) for f in (False, True) for t in turns]
+
+
+def _forward(a: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    a = np.fliplr(a) if flip else a
+    return np.ascontiguousarray(np.rot90(a, turns))
+
+
+def _inverse(a: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    a = np.rot90(a, -turns)
+    return np.ascontiguousarray(np.fliplr(a) if flip else a)
+
+
+class TTAMethod:
+    """K candidates from one deterministic model under test-time augmentation: a free diversity.
+
+    Candidate 0 is the model's own prediction, so K = 1 is exactly the model. Candidate i >= 1 sees
+    the image, and the annotation, under symmetry ``i mod n`` (the 8 rotations and flips of a square
+    image, the 4 of a non-square one) and its intensities, min-max scaled to [0, 1], raised to a
+    gamma exp(N(0, ``gamma_sd``)) drawn from the session's generator; its prediction is mapped back.
+    Every transform is a permutation of pixels, so the annotator's input survives it exactly. It is a
+    control for the learned diversity of multi-candidate models: what K candidates give without any
+    training for diversity.
+
+    Scores: each candidate's Dice against the pixel-wise majority of all K candidates (ties count
+    as foreground), so the most typical candidate ranks first; for K = 1 the score is 1.
+
+    Args:
+        model: a deterministic :class:`ProbSegMethod` (its K proposals would otherwise be its own).
+        gamma_sd: the standard deviation of log gamma (0 = geometric transforms only).
+        name: the name in results.
+    """
+
+    def __init__(self, model: ProbSegMethod, gamma_sd: float = 0.25, name: str = "unet-tta") -> None:
+        if not isinstance(model, ProbSegMethod):
+            raise ValueError(f"model: expected a ProbSegMethod, got {type(model).__name__}")
+        if isinstance(gamma_sd, bool) or not isinstance(gamma_sd, (int, float)) or not 0 <= gamma_sd < 5:
+            raise ValueError(f"gamma_sd: expected a number in [0, 5), got {gamma_sd!r}")
+        self.base = model
+        self.gamma_sd = float(gamma_sd)
+        self.name = name
+
+    @property
+    def model(self) -> ProbSeg:
+        return self.base.model
+
+    @property
+    def kind(self) -> Kind:
+        return self.base.kind
+
+    @property
+    def multi(self) -> bool:
+        return True
+
+    def propose(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Proposals:
+        """See :meth:`Method.propose`; one forward pass of the model per candidate."""
+        if self.model.is_stochastic:
+            raise ValueError(f"method: {self.name!r} wraps a deterministic model; {self.model.name!r} samples")
+        transforms = _dihedral(image.shape)
+        unit = _normalise01(image)
+        masks = np.empty((k, *mask.shape), dtype=bool)
+        segs = np.empty((k, *mask.shape), dtype=bool)
+        for i in range(k):
+            turns, flip = transforms[i % len(transforms)]
+            # The gamma is drawn for every candidate after the first, so candidate i is the same for any K.
+            gamma = 1.0 if i == 0 else float(np.exp(rng.normal(0.0, self.gamma_sd)))
+            view = image if i == 0 else _forward(unit ** gamma, turns, flip)
+            m, s, _ = self.base.propose(view, _forward(mask, turns, flip), _forward(seg, turns, flip), 1, rng)
+            masks[i], segs[i] = _inverse(m[0], turns, flip), _inverse(s[0], turns, flip)
+        majority = 2 * segs.sum(axis=0) >= k
+        scores = np.array([dice(segs[i], majority) for i in range(k)], dtype=np.float64)
+        return masks, segs, scores
+
+    def __repr__(self) -> str:
+        return f"TTAMethod(name={self.name!r}, gamma_sd={self.gamma_sd})"
 
 
 def _normalise01(image: np.ndarray) -> np.ndarray:
@@ -259,6 +345,9 @@ METHODS: dict[str, dict[str, Any]] = {
                          "kind": "complete"},
     "unet-complete": {"checkpoint": "disks-unet-complete", "real_checkpoint": "medical-unet-complete", "mean": False,
                       "kind": "complete"},
+    # The U-Net's K candidates under test-time augmentation: a diversity control (see TTAMethod).
+    "unet-tta": {"checkpoint": "disks-unet-complete", "real_checkpoint": "medical-unet-complete", "mean": False,
+                 "kind": "complete", "tta": True},
     "random-walker": {"partial": False},
     "random-walker-partial": {"partial": True},
 }
@@ -283,6 +372,8 @@ def make_method(name: str, checkpoint: str | os.PathLike | ProbSeg | None = None
         if kw:
             raise ValueError(f"{sorted(kw)[0]}: not a setting of method {name!r}; it takes only checkpoint")
         source = spec["checkpoint"] if checkpoint is None else checkpoint
+        if spec.get("tta"):
+            return TTAMethod(ProbSegMethod(source, name=f"{name}-base", expect_kind=spec["kind"]), name=name)
         return ProbSegMethod(source, mean=spec["mean"], name=name, expect_kind=spec["kind"])
     if checkpoint is not None:
         raise ValueError(f"checkpoint: method {name!r} has no checkpoint")

@@ -9,7 +9,7 @@ from simulator.methods import METHODS
 from simulator.runner import RunSettings, run
 
 DEFAULT_CHECKPOINTS = {"probseg": "disks", "probseg-mean": "disks", "probseg-complete": "disks-complete",
-                       "unet-complete": "disks-unet-complete"}
+                       "unet-complete": "disks-unet-complete", "unet-tta": "disks-unet-complete"}
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -26,7 +26,7 @@ def test_every_method_runs_end_to_end_with_its_default(method, tmp_path):
     assert ((last == "done") == sessions.set_index("session")["stopped_early"].sort_index()).all()
     assert (steps.loc[steps["stop"] == "done", "dice"] == 1.0).all()
     assert sessions["final_dice"].between(0, 1).all()
-    if method in ("probseg-complete", "unet-complete", "random-walker"):
+    if method in ("probseg-complete", "unet-complete", "unet-tta", "random-walker"):
         assert (steps["coverage"] == 1.0).all()  # complete methods decide every pixel
     if method in ("probseg-mean", "unet-complete", "random-walker", "random-walker-partial"):
         assert steps["candidate_dice"].map(len).eq(1).all()  # one proposal per iteration

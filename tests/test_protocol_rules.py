@@ -273,7 +273,8 @@ def test_a_null_method_reaches_dice_090_on_a_medscribble_image_by_clicks_alone(k
 # --- whole runs: every click changes the handed-in segmentation ---------------------------------------------
 
 
-METHOD_NAMES = ("probseg", "probseg-mean", "probseg-complete", "unet-complete", "random-walker", "random-walker-partial")
+METHOD_NAMES = ("probseg", "probseg-mean", "probseg-complete", "unet-complete", "unet-tta", "random-walker",
+                "random-walker-partial")
 
 
 def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) -> list[dict]:
@@ -295,7 +296,7 @@ def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) ->
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
-    multi = method in ("probseg", "probseg-complete")
+    multi = method in ("probseg", "probseg-complete", "unet-tta")
     for index in range(4):
         settings = RunSettings(method=method, policy="best-of-k" if multi else "first", k=8 if multi else 1,
                                n_sessions=4, max_iters=20)
@@ -306,7 +307,7 @@ def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
 @needs_medscribble
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_click_changes_the_hand_in_on_medscribble(method: str) -> None:
-    multi = method in ("probseg", "probseg-complete")
+    multi = method in ("probseg", "probseg-complete", "unet-tta")
     settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method=method, start="human",
                            policy="best-of-k" if multi else "first", k=4 if multi else 1, max_iters=4)
     _check_every_click_changes_the_hand_in(settings, 1)

@@ -346,7 +346,7 @@ def tiny(config: str) -> ProbSeg:
 
 
 def test_make_method_registry_and_lazy_checkpoints(tmp_path):
-    assert set(METHODS) == {"probseg", "probseg-mean", "probseg-complete", "unet-complete",
+    assert set(METHODS) == {"probseg", "probseg-mean", "probseg-complete", "unet-complete", "unet-tta",
                             "random-walker", "random-walker-partial"}
     with pytest.raises(ValueError, match=r"method.*random-walker"):
         make_method("sam")
@@ -354,6 +354,9 @@ def test_make_method_registry_and_lazy_checkpoints(tmp_path):
     assert lazy.name == "probseg"
     with pytest.raises(ValueError, match="checkpoint"):
         _ = lazy.kind
+    lazy_tta = make_method("unet-tta", checkpoint=tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="checkpoint"):
+        _ = lazy_tta.kind
     with pytest.raises(ValueError, match="checkpoint"):
         _ = make_method("probseg-complete", checkpoint=tiny("paper")).kind  # a partial model
     with pytest.raises(ValueError, match="checkpoint"):
