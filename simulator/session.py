@@ -366,14 +366,7 @@ def run_session(
         stop = stop_reason(cfg, target, cur_mask, cur_seg, record["dice"])
         if not stop and iteration == cfg.max_iters:
             stop = "max-iters"
-        if stop in ("done", "stop-at"):
-            # The annotator hands the segmentation in: no correction, no further proposal.
-            record.update(click_made=False, n_clicks=0, click_reason="", clicks=[], stop=stop,
-                          model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
-            steps.append({key: record[key] for key in STEP_KEYS})
-            if trace is not None:
-                trace[-1]["clicks"] = []
-            break
+        handed_in = stop in ("done", "stop-at")  # the annotator is done: no correction, no further proposal
 
         # Pending target pixels join the error regions only when the proposal brought nothing new, so a
         # cautious method is not charged for pixels it has not decided yet unless it is stuck. Pending
@@ -383,7 +376,7 @@ def run_session(
         fn, fp = error_regions(target, cur_mask, cur_seg, pending_fn=cfg.pending_as_errors)
         had_errors = bool(((fn | fp) & ~clicked).any())
         made: list[list[int]] = []
-        for _ in range(cfg.corrections_per_iter):
+        for _ in range(0 if handed_in else cfg.corrections_per_iter):
             fn, fp = error_regions(
                 target, cur_mask, cur_seg, pending_fn=stuck or cfg.pending_as_errors,
                 pending_fp=stuck and cfg.fallback == "v0.1",
@@ -403,4 +396,6 @@ def run_session(
         steps.append({key: record[key] for key in STEP_KEYS})
         if trace is not None:
             trace[-1]["clicks"] = [list(c) for c in made]
+        if handed_in:
+            break
     return steps
