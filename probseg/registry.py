@@ -19,7 +19,7 @@ from .atomic import atomic_write
 from .checkpoint import load_checkpoint
 from .predictor import ProbSeg
 
-__all__ = ["CHECKPOINT_DIR", "MANIFEST", "REGISTRY", "available", "resolve", "load", "write_manifest"]
+__all__ = ["CHECKPOINT_DIR", "MANIFEST", "REGISTRY", "available", "file_sha256", "resolve", "load", "write_manifest"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 MANIFEST = "SHA256SUMS.json"  # in CHECKPOINT_DIR: {file name: SHA-256 hex digest}
@@ -65,7 +65,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     raise ValueError(f"checkpoint: unknown name {key!r}; known names: {', '.join(REGISTRY)} (or a path to a .pt file)")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     """The file's SHA-256 hex digest, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -97,7 +97,7 @@ def _verify_shipped(name: str, path: Path) -> None:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
     if key in _VERIFIED:
         return
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise ValueError(
             f"checkpoint: the shipped file of {name!r} ({path}) is corrupt or was changed (its SHA-256 differs "
             f"from {MANIFEST}); restore it by reinstalling probseg or with git checkout -- {path}. If you "
@@ -118,7 +118,7 @@ def write_manifest(folder: str | os.PathLike | None = None) -> Path:
         The manifest's path.
     """
     folder = Path(folder) if folder is not None else CHECKPOINT_DIR
-    digests = {f: _sha256(folder / f) for f in sorted(set(REGISTRY.values())) if (folder / f).is_file()}
+    digests = {f: file_sha256(folder / f) for f in sorted(set(REGISTRY.values())) if (folder / f).is_file()}
     text = json.dumps(digests, indent=2) + "\n"
     return atomic_write(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text))
 

@@ -21,17 +21,21 @@ __all__ = [
     "DICE_THRESHOLDS",
     "EffortCounts",
     "EffortModel",
+    "HANDED_IN",
     "carried_dice",
     "dice",
     "effort_counts",
     "hd95",
     "iou",
     "mean_counts",
+    "session_ends",
     "session_metrics",
     "tie_choose_click_ratio",
 ]
 
 DICE_THRESHOLDS = (0.80, 0.85, 0.90)
+# The stop reasons of a session the annotator handed in before its iteration budget ran out.
+HANDED_IN = ("done", "stop-at")
 CLICK_BUDGETS = (3, 5, 10)
 ITERATION_MARKS = (1, 5, 10, 20)
 
@@ -205,6 +209,28 @@ def carried_dice(steps: Sequence[dict[str, Any]], n: int) -> np.ndarray:
     return np.concatenate([dices, np.full(n - len(dices), dices[-1])])
 
 
+def session_ends(sessions: Any) -> dict[str, float]:
+    """How an arm's sessions ended, from its session table (a DataFrame of :func:`session_metrics` rows).
+
+    Returns ``steps_per_session`` (mean iterations run), ``n_stopped_early`` (sessions handed in
+    before ``max_iters``), ``correction_clicks`` (the robot's corrections per session) and
+    ``positive_click_share`` (the positive fraction of those corrections). A value the table cannot
+    give (no corrections, or a column that runs made before protocol 0.2 lack) is NaN.
+    """
+    n = len(sessions)
+
+    def column_sum(name: str) -> float:
+        return float(sessions[name].astype(float).sum()) if name in sessions.columns else float("nan")
+
+    corrections = column_sum("correction_clicks")
+    return {
+        "steps_per_session": column_sum("iterations") / n if n else float("nan"),
+        "n_stopped_early": column_sum("stopped_early"),
+        "correction_clicks": corrections / n if n else float("nan"),
+        "positive_click_share": column_sum("positive_clicks") / corrections if corrections > 0 else float("nan"),
+    }
+
+
 def _check_steps(steps: Sequence[dict[str, Any]]) -> None:
     if len(steps) == 0:
         raise ValueError("steps: a session has at least one step record")
@@ -276,7 +302,7 @@ def session_metrics(
     out["iterations"] = len(steps)
     stop = str(steps[-1].get("stop", "") or "")
     out["stop"] = stop
-    out["stopped_early"] = stop in ("done", "stop-at")
+    out["stopped_early"] = stop in HANDED_IN
     corrections = [c for s in steps for c in (s.get("clicks") or [])]
     out["correction_clicks"] = len(corrections)
     out["positive_clicks"] = int(sum(int(c[2]) for c in corrections))

@@ -80,7 +80,7 @@ from .figures import (
     plot_noc90,
     replay_session,
 )
-from .metrics import EffortCounts, mean_counts, tie_choose_click_ratio
+from .metrics import EffortCounts, mean_counts, session_ends, tie_choose_click_ratio
 from .stats import (
     DEFAULT_N_BOOT,
     DEFAULT_SEED,
@@ -878,18 +878,7 @@ def session_ends_table(arms: Sequence[Arm]) -> pd.DataFrame:
     (mean robot corrections per session) and ``positive_click_share`` (the positive fraction of those
     corrections; NaN without any). Columns a run did not record (runs made before protocol 0.2) are NaN.
     """
-    rows = []
-    for a in arms:
-        ses = a.sessions
-        total = float(ses["correction_clicks"].sum()) if "correction_clicks" in ses else float("nan")
-        rows.append({
-            "label": a.label,
-            "n_sessions": int(len(ses)),
-            "steps_per_session": float(ses["iterations"].astype(float).mean()) if "iterations" in ses else float("nan"),
-            "n_stopped_early": float(ses["stopped_early"].astype(bool).sum()) if "stopped_early" in ses else float("nan"),
-            "correction_clicks": total / len(ses) if len(ses) else float("nan"),
-            "positive_click_share": float(ses["positive_clicks"].sum()) / total if total and total == total else float("nan"),
-        })
+    rows = [{"label": a.label, "n_sessions": int(len(a.sessions)), **session_ends(a.sessions)} for a in arms]
     cols = ["label", "n_sessions", "steps_per_session", "n_stopped_early", "correction_clicks", "positive_click_share"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -959,12 +948,13 @@ def _session_ends_lines(ends: pd.DataFrame) -> list[str]:
         "mean per session; ended early: sessions handed in before the budget; corrections: the robot's clicks "
         "after the start, mean per session, and the share of them that were positive (on the target).", "",
     ]
-    def num(v: float, fmt: str) -> str:
-        return "–" if v != v else format(v, fmt)
-    rows = [[f"`{r['label']}`", num(r["steps_per_session"], ".2f"),
-             "–" if r["n_stopped_early"] != r["n_stopped_early"] else f"{int(r['n_stopped_early'])} of {int(r['n_sessions'])}",
-             num(r["correction_clicks"], ".2f"),
-             "–" if r["positive_click_share"] != r["positive_click_share"] else f"{100 * r['positive_click_share']:.0f}%"]
+    def cell(v: float, text: str) -> str:
+        return "–" if math.isnan(v) else text
+
+    rows = [[f"`{r['label']}`", cell(r["steps_per_session"], f"{r['steps_per_session']:.2f}"),
+             cell(r["n_stopped_early"], f"{r['n_stopped_early']:.0f} of {r['n_sessions']}"),
+             cell(r["correction_clicks"], f"{r['correction_clicks']:.2f}"),
+             cell(r["positive_click_share"], f"{100 * r['positive_click_share']:.0f}%")]
             for _, r in ends.iterrows()]
     return lines + _md_table(["arm", "steps", "ended early", "corrections", "positive"], rows) + [""]
 

@@ -10,7 +10,6 @@ whatever the number of workers or the chunking.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,10 +26,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from probseg.atomic import atomic_write
+from probseg.registry import file_sha256
 
 from .datasets import SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
-from .metrics import EffortModel, session_metrics
+from .metrics import EffortModel, session_ends, session_metrics
 from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
 from .session import STEP_KEYS, SessionConfig, run_session
 
@@ -238,7 +238,7 @@ def _versions() -> dict[str, str]:
 def _file_sha256(path: str | Path) -> str:
     """SHA-256 of a file's bytes, or "" when it cannot be read (then no check is made)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return ""
 
@@ -374,13 +374,10 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
     out["nof_85"] = int((~sessions["reached_85"].astype(bool)).sum())
     out["nof_90"] = int((~sessions["reached_90"].astype(bool)).sum())
     out["n_sessions"] = int(len(sessions))
-    if "iterations" in sessions.columns:
-        out["steps_per_session"] = float(sessions["iterations"].astype(float).mean())
-    if "stopped_early" in sessions.columns:
-        out["n_stopped_early"] = int(sessions["stopped_early"].astype(bool).sum())
-    if "correction_clicks" in sessions.columns:
-        total = int(sessions["correction_clicks"].sum())
-        out["positive_click_share"] = float(sessions["positive_clicks"].sum() / total) if total else None
+    ends = session_ends(sessions)
+    out["steps_per_session"] = ends["steps_per_session"]
+    out["n_stopped_early"] = None if math.isnan(ends["n_stopped_early"]) else int(ends["n_stopped_early"])
+    out["positive_click_share"] = ends["positive_click_share"]
     out["n_sessions_run"] = int(n_run)
     out["wall_seconds"] = float(wall_seconds)
     out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else None

@@ -53,7 +53,7 @@ from .corrections import (
     scribble_start,
 )
 from .methods import Method, make_method
-from .metrics import dice, hd95, iou
+from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy, make_policy
 
 __all__ = ["FALLBACKS", "STOP_REASONS", "SessionConfig", "run_session", "STEP_KEYS", "stop_reason"]
@@ -366,7 +366,7 @@ def run_session(
         stop = stop_reason(cfg, target, cur_mask, cur_seg, record["dice"])
         if not stop and iteration == cfg.max_iters:
             stop = "max-iters"
-        handed_in = stop in ("done", "stop-at")  # the annotator is done: no correction, no further proposal
+        handed_in = stop in HANDED_IN  # the annotator is done: no correction, no further proposal
 
         # Pending target pixels join the error regions only when the proposal brought nothing new, so a
         # cautious method is not charged for pixels it has not decided yet unless it is stuck. Pending

@@ -464,3 +464,17 @@ def test_protocol_change_table_pairs_arms_by_label() -> None:
     assert list(t[t["label"] == "a"]["metric"]) == ["dice_at_clicks_5", "noc_90", "nof_90"]  # endpoint first
     row = t[(t["label"] == "b") & (t["metric"] == "noc_90")].iloc[0]
     assert (row["before"], row["after"], row["change"]) == (4.0, 3.5, -0.5)
+
+
+def test_session_ends_hand_computed() -> None:
+    import pandas as pd
+
+    from simulator.metrics import session_ends
+
+    sessions = pd.DataFrame({"iterations": [2, 20, 5], "stopped_early": [True, False, True],
+                             "correction_clicks": [1, 6, 3], "positive_clicks": [1, 2, 0]})
+    ends = session_ends(sessions)
+    assert ends == {"steps_per_session": 9.0, "n_stopped_early": 2.0, "correction_clicks": 10 / 3,
+                    "positive_click_share": 0.3}
+    old = session_ends(pd.DataFrame({"iterations": [20, 20]}))  # a run made before protocol 0.2
+    assert old["steps_per_session"] == 20.0 and np.isnan(old["n_stopped_early"]) and np.isnan(old["positive_click_share"])

@@ -81,8 +81,8 @@ def test_write_manifest_records_a_deliberate_retrain(shipped_copy):
 
 def test_shipped_file_is_hashed_once_per_process(shipped_copy, monkeypatch):
     calls: list[Path] = []
-    real = registry._sha256
-    monkeypatch.setattr(registry, "_sha256", lambda path: calls.append(path) or real(path))
+    real = registry.file_sha256
+    monkeypatch.setattr(registry, "file_sha256", lambda path: calls.append(path) or real(path))
     probseg.load("disks-paper")
     probseg.load("disks-paper")
     assert calls == [shipped_copy / "disks-paper.pt"]
