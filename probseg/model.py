@@ -82,6 +82,12 @@ class ModelConfig:
         work_size: side of the square working resolution every input is resized to by
             :meth:`probseg.ProbSeg.propose` (a multiple of :data:`SIZE_MULTIPLE`); 0 (the disk
             models): none, inputs are padded to a multiple of :data:`SIZE_MULTIPLE` instead.
+        heads: output hypotheses of one forward pass (multiple-choice learning, as Segment
+            Anything's mask tokens): 1 is the single-output network; ``heads`` > 1 gives that many
+            candidates, trained with a best-candidate loss, plus a score head that predicts each
+            candidate's Dice (see :class:`_ScoreHead`). Only deterministic ``punet`` and ``wide``
+            networks (``latent_dim`` 0) have heads: the candidates' diversity comes from the heads,
+            not from a latent.
     """
 
     name: str = "paper"
@@ -92,6 +98,7 @@ class ModelConfig:
     beta1: float = 1e-3
     mode: str = "partial"
     work_size: int = 0
+    heads: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -110,9 +117,19 @@ class ModelConfig:
                 f"work_size must be 0 or a multiple of {SIZE_MULTIPLE} >= {2 * SIZE_MULTIPLE}, got {self.work_size}"
             )
 
+        if isinstance(self.heads, bool) or not isinstance(self.heads, int) or self.heads < 1:
+            raise ValueError(f"heads must be an integer >= 1, got {self.heads!r}")
+        if self.heads > 1 and (self.latent_dim > 0 or self.arch == "paper"):
+            raise ValueError("heads > 1 needs a deterministic 'punet' or 'wide' network (latent_dim 0)")
+
     @property
     def stochastic(self) -> bool:
         return self.latent_dim > 0
+
+    @property
+    def multi_head(self) -> bool:
+        """True when one forward pass gives several candidates (``heads`` > 1)."""
+        return self.heads > 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +160,17 @@ CONFIGS: dict[str, ModelConfig] = {
     ),
     "medical-unet-complete": ModelConfig(
         name="medical-unet-complete", arch="punet", latent_dim=0, width=16, mode="complete", work_size=MEDICAL_WORK_SIZE
+    ),
+    # Multiple hypotheses from one pass (issue 13's family (a)): 8 heads, the simulator's default K,
+    # so best-of-8 sees 8 distinct candidates; a score head ranks them.
+    "heads": ModelConfig(name="heads", arch="wide", latent_dim=0, width=16, heads=8),
+    "heads-complete": ModelConfig(name="heads-complete", arch="wide", latent_dim=0, width=16, heads=8, mode="complete"),
+    "medical-heads": ModelConfig(
+        name="medical-heads", arch="punet", latent_dim=0, width=16, heads=8, work_size=MEDICAL_WORK_SIZE
+    ),
+    "medical-heads-complete": ModelConfig(
+        name="medical-heads-complete", arch="punet", latent_dim=0, width=16, heads=8, mode="complete",
+        work_size=MEDICAL_WORK_SIZE,
     ),
 }
 
@@ -213,10 +241,11 @@ class _WideDecoder(nn.Module):
     the coarse layout of the proposal, and again (upsampled) before the last block. The contracting
     path depends on x alone, so it runs once per image; only the expanding path runs per sample."""
 
-    def __init__(self, latent_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, width: int, heads: int = 1) -> None:
         super().__init__()
         w = width
         self.latent_dim = latent_dim
+        self.coarse_channels = 2 * w  # the bottleneck, which the score head reads
         self.enc1 = nn.Sequential(_conv_gn(3, w), _conv_gn(w, w))
         self.enc2 = nn.Sequential(_conv_gn(w, 2 * w), _conv_gn(2 * w, 2 * w))
         self.enc3 = nn.Sequential(_conv_gn(2 * w, 2 * w), _conv_gn(2 * w, 2 * w))
@@ -225,7 +254,7 @@ class _WideDecoder(nn.Module):
         self.up3 = _conv_gn(4 * w, 2 * w)
         self.up2 = _conv_gn(4 * w, 2 * w)
         self.up1 = _conv_gn(3 * w, w)
-        self.head = nn.Sequential(_conv_gn(w + latent_dim, w), nn.Conv2d(w, 2, 1))
+        self.head = nn.Sequential(_conv_gn(w + latent_dim, w), nn.Conv2d(w, 2 * heads, 1))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The per-image part: skip features and the bottleneck."""
@@ -235,8 +264,12 @@ class _WideDecoder(nn.Module):
         b = self.bottom(F.max_pool2d(e3, 2))
         return e1, e2, e3, b
 
+    def coarse(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The features the score head reads: the bottleneck, (B, 2w, H/8, W/8)."""
+        return feats[3]
+
     def expand(self, feats: tuple[torch.Tensor, ...], z: torch.Tensor | None) -> torch.Tensor:
-        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2, H, W)."""
+        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2 heads, H, W)."""
         e1, e2, e3, b = feats
         if self.latent_dim > 0:
             assert z is not None
@@ -340,10 +373,11 @@ class _PUNetDecoder(nn.Module):
     ``features`` is the per-input part (run once per call); ``expand`` the per-sample part.
     """
 
-    def __init__(self, latent_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, width: int, heads: int = 1) -> None:
         super().__init__()
         w = width
         self.latent_dim = latent_dim
+        self.coarse_channels = 8 * w  # the decoder's features on the latent grid, which the score head reads
         # The head works at the full working size for every sample, so it is kept narrow (w); the
         # code lives on the coarse grid, where width is cheap.
         hidden, code = w, 2 * w
@@ -360,21 +394,26 @@ class _PUNetDecoder(nn.Module):
             # The latent part of the head's first 1x1 conv; no bias (head_feat has it).
             self.head_code = nn.Conv2d(code, hidden, 1, bias=False)
         self.head_mid = nn.Conv2d(hidden, hidden, 1)
-        self.head_out = nn.Conv2d(hidden, 2, 1)
+        self.head_out = nn.Conv2d(hidden, 2 * heads, 1)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The per-input part: x (B, 3, H, W) -> (head input (B, w, H, W), mixer input (B, 2w, H/8, W/8)).
+        """The per-input part: x (B, 3, H, W) -> (head input (B, w, H, W), mixer input (B, 2w, H/8, W/8),
+        the backbone's features on the latent grid (B, 8w, H/8, W/8)).
 
-        For a deterministic network the second is an empty (B, 0) tensor.
+        For a deterministic network the mixer input is an empty (B, 0) tensor.
         """
         feats, coarse = self.backbone(x)
         head_in = self.head_feat(feats)
         mix_in = self.mix_feat(coarse) if self.latent_dim > 0 else head_in.new_zeros((x.shape[0], 0))
-        return head_in, mix_in
+        return head_in, mix_in, coarse
+
+    def coarse(self, feats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The features the score head reads: (B, 8w, H/8, W/8)."""
+        return feats[2]
 
     def expand(self, feats: tuple[torch.Tensor, ...], z: torch.Tensor | None) -> torch.Tensor:
-        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2, H, W)."""
-        head_in, mix_in = feats
+        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2 heads, H, W)."""
+        head_in, mix_in = feats[0], feats[1]
         if self.latent_dim > 0:
             if z is None:
                 raise ValueError("z: this network has a latent; pass z of shape (B, L, H/8, W/8)")
@@ -397,6 +436,40 @@ class _PUNetDecoder(nn.Module):
         return self.expand(self.features(x), z)
 
 
+class _ScoreHead(nn.Module):
+    """Predicts each candidate's Dice with the target, as Segment Anything's IoU head does.
+
+    Inputs: the decoder's coarse features (B, C, h, w) (h = H/8) and, per candidate, its decided-mask
+    and foreground probabilities with the input's decided pixels and foreground, average-pooled to
+    the coarse grid. Two 3x3 convolutions (the second strided), a global average and a linear layer
+    give a number in (0, 1) per candidate. The candidate maps enter detached: the score is trained to
+    judge the candidates, not to change them.
+    """
+
+    def __init__(self, coarse_channels: int, width: int) -> None:
+        super().__init__()
+        c = 2 * width
+        self.proj = nn.Conv2d(coarse_channels, c, 1)
+        self.body = nn.Sequential(
+            _conv_gn(c + 4, c),
+            nn.Sequential(nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.ReLU(inplace=True)),
+        )
+        self.out = nn.Linear(c, 1)
+
+    def forward(
+        self, coarse: torch.Tensor, pred_m: torch.Tensor, pred_s: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor
+    ) -> torch.Tensor:
+        """coarse (B, C, h, w); pred_m, pred_s (B, K, H, W); x_m, x_s (B, 1, H, W) -> scores (B, K) in (0, 1)."""
+        b, k = pred_m.shape[:2]
+        grid = coarse.shape[-2:]
+        maps = torch.stack([pred_m.detach(), pred_s.detach(), x_m.expand(-1, k, -1, -1), x_s.expand(-1, k, -1, -1)], 2)
+        maps = F.adaptive_avg_pool2d(maps.flatten(0, 1), grid)  # (B K, 4, h, w)
+        feat = self.proj(coarse).contiguous()
+        feat = feat[:, None].expand(-1, k, -1, -1, -1).flatten(0, 1)
+        hidden = self.body(torch.cat([feat, maps], 1)).mean(dim=(-2, -1))
+        return torch.sigmoid(self.out(hidden)[:, 0]).view(b, k)
+
+
 class PartialSegNet(nn.Module):
     """The network: encoder (when stochastic), decoder, and the output constraints.
 
@@ -412,10 +485,13 @@ class PartialSegNet(nn.Module):
             self.decoder: nn.Module = _PaperDecoder(config.latent_dim)
         elif config.arch == "punet":
             self.encoder = _PUNetEncoder(config.latent_dim, config.width) if config.stochastic else None
-            self.decoder = _PUNetDecoder(config.latent_dim, config.width)
+            self.decoder = _PUNetDecoder(config.latent_dim, config.width, config.heads)
         else:
             self.encoder = _WideEncoder(config.latent_dim, config.width) if config.stochastic else None
-            self.decoder = _WideDecoder(config.latent_dim, config.width)
+            self.decoder = _WideDecoder(config.latent_dim, config.width, config.heads)
+        self.score_head: _ScoreHead | None = None
+        if config.multi_head:
+            self.score_head = _ScoreHead(self.decoder.coarse_channels, config.width)
 
     def latent_shape(self, h: int, w: int) -> tuple[int, ...]:
         """Shape of one sample's z (no batch axis) for an (h, w) input."""
@@ -448,7 +524,9 @@ class PartialSegNet(nn.Module):
         """Training pass: encode ``(x, y)``, sample z by reparameterisation, decode.
 
         Returns dict with ``pred_m``, ``pred_s`` (B, H, W), ``mu``, ``logvar`` (B, *latent) (zeros
-        of shape (B, 0) for a deterministic network).
+        of shape (B, 0) for a deterministic network). A multi-head network (``heads`` = K > 1)
+        returns ``pred_m``, ``pred_s`` of shape (B, K, H, W), one map per head, and ``score`` (B, K),
+        each head's predicted Dice.
         """
         x = torch.cat([image, x_m, x_s], dim=1)
         if self.config.stochastic:
@@ -459,16 +537,45 @@ class PartialSegNet(nn.Module):
         else:
             mu = logvar = image.new_zeros((image.shape[0], 0))
             z = None
+        if self.config.multi_head:
+            pred_m, pred_s, score = self.decode_heads(image, x_m, x_s)
+            return {"pred_m": pred_m, "pred_s": pred_s, "score": score, "mu": mu, "logvar": logvar}
         logits = self.decoder(x, z)
         pred_m, pred_s = self.constrain(logits, x_m, x_s, self.config.mode == "complete")
         return {"pred_m": pred_m, "pred_s": pred_s, "mu": mu, "logvar": logvar}
+
+    def decode_heads(
+        self, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every head of a multi-head network: inputs (B, 1, H, W) each -> ``pred_m``, ``pred_s``
+        (B, K, H, W) under the output constraints and ``score`` (B, K), each head's predicted Dice."""
+        if self.score_head is None:
+            raise ValueError("decode_heads: this network has one head; use decode")
+        k = self.config.heads
+        x = torch.cat([image, x_m, x_s], dim=1)
+        feats = self.decoder.features(x)
+        logits = self.decoder.expand(feats, None)  # (B, 2K, H, W)
+        b, _, h, w = logits.shape
+        flat = logits.reshape(b * k, 2, h, w)
+        pred_m, pred_s = self.constrain(
+            flat, x_m.repeat_interleave(k, 0), x_s.repeat_interleave(k, 0), self.config.mode == "complete"
+        )
+        pred_m, pred_s = pred_m.view(b, k, h, w), pred_s.view(b, k, h, w)
+        score = self.score_head(self.decoder.coarse(feats), pred_m, pred_s, x_m, x_s)
+        return pred_m, pred_s, score
 
     def decode(self, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: one input (1, 1, H, W) each, ``z`` (K, *latent) -> ``pred_m``, ``pred_s`` (K, H, W).
 
         The image features are computed once and shared by the K samples where the architecture
-        allows it (``wide``, ``punet``).
+        allows it (``wide``, ``punet``). A multi-head network returns its heads (K = ``heads``; ``z``
+        must be None); :meth:`decode_heads` also gives their scores.
         """
+        if self.config.multi_head:
+            if z is not None:
+                raise ValueError("z: a multi-head network has no latent; pass None")
+            pred_m, pred_s, _ = self.decode_heads(image, x_m, x_s)
+            return pred_m[0], pred_s[0]
         k = 1 if z is None else z.shape[0]
         x = torch.cat([image, x_m, x_s], dim=1)
         if isinstance(self.decoder, (_WideDecoder, _PUNetDecoder)):

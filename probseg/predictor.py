@@ -107,6 +107,21 @@ def resize_to_work(
     return img, any_m, xs
 
 
+def _to_image_size(pred_m: torch.Tensor, pred_s: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Working-size probabilities (n, S, S) back at the image's ``shape`` (n, H, W), bilinearly."""
+    size = tuple(pred_m.shape[-2:])
+    if tuple(shape) == size:
+        return pred_m, pred_s
+    # Antialiasing matters only when shrinking (an input smaller than the working size), and
+    # its kernel is 2x slower when enlarging, where it equals plain bilinear.
+    shrink = shape[0] < size[0] or shape[1] < size[1]
+    both = F.interpolate(
+        torch.stack([pred_m, pred_s], 1), size=shape, mode="bilinear", antialias=shrink, align_corners=False
+    )
+    # Interpolation weights are convex up to rounding: keep probabilities in [0, 1].
+    return both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
+
+
 class ProbSeg:
     """A trained partial-segmentation model, ready to propose.
 
@@ -134,6 +149,11 @@ class ProbSeg:
     def is_stochastic(self) -> bool:
         """True when proposals depend on a latent sample (False for deterministic networks)."""
         return self.config.stochastic
+
+    @property
+    def is_multi(self) -> bool:
+        """True when one call's proposals differ from each other: a latent model, or a multi-head one."""
+        return self.config.stochastic or self.config.multi_head
 
     @property
     def trained_tasks(self) -> list[str]:
@@ -170,6 +190,13 @@ class ProbSeg:
             log-density ``log p(z) + log p(y_hat | z, x)`` of the latent sample and of the binarised
             proposal under the decoder's Bernoulli probabilities (constants dropped), so higher is
             more likely under the model. A deterministic model's ``log p(z)`` term is 0.
+
+        A multi-head model (``config.heads`` > 1) draws nothing: its proposals are its heads, in
+        the order of their scores (highest first), and ``scores`` are the score head's predicted
+        Dice of each proposal with the target, in [0, 1]. ``k`` at most the number of heads gives the
+        ``k`` best-scored heads; a larger ``k`` repeats the heads in the same order (head ``i mod
+        heads``), so it holds no new candidate. ``mean`` gives the best-scored head ``k`` times.
+        ``seed`` is not used.
         Raises:
             ValueError: naming the argument at fault.
         """
@@ -178,7 +205,11 @@ class ProbSeg:
             raise ValueError(f"k: must be an integer >= 1, got {k!r}")
         k = int(k)
         gen = _torch_generator(seed)
-        if self.config.work_size > 0:
+        head_scores = None
+        if self.config.multi_head:
+            pred_m, pred_s, head_scores = self._predict_heads(image, mask, seg, k, mean)
+            z = None
+        elif self.config.work_size > 0:
             pred_m, pred_s, z = self._predict_resized(image, mask, seg, k, mean, gen)
         else:
             pred_m, pred_s, z = self._predict_padded(image, mask, seg, k, mean, gen)
@@ -188,6 +219,8 @@ class ProbSeg:
         segs[:, mask] = seg[mask][None]
         if not return_scores:
             return masks, segs
+        if head_scores is not None:
+            return masks, segs, head_scores
         return masks, segs, self._scores(z, pred_m, p_fg, masks, segs, mask)
 
     def _latent(self, shape: tuple[int, int], k: int, mean: bool, gen: torch.Generator) -> torch.Tensor | None:
@@ -213,6 +246,33 @@ class ProbSeg:
             pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
         return pred_m[:, :h, :w], pred_s[:, :h, :w], z
 
+    def _predict_heads(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """A multi-head model's heads in score order: ``pred_m``, ``pred_s`` float32 (k, H, W) and
+        their scores, float64 (k,) (see :meth:`propose`)."""
+        h, w = image.shape
+        if self.config.work_size > 0:
+            size = (self.config.work_size, self.config.work_size)
+            img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
+        else:
+            size = (h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE)
+            pad = ((0, size[0] - h), (0, size[1] - w))
+            to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+            img = to_t(np.pad(normalize_image(image), pad, mode="edge"))
+            xm, xs = to_t(np.pad(mask, pad)), to_t(np.pad(seg, pad))
+        pred_m, pred_s, score = self.net.decode_heads(img, xm, xs)
+        pred_m, pred_s, score = pred_m[0], pred_s[0], score[0].double()
+        # A stable sort: equal scores keep the heads' order, so the result is a function of the input.
+        order = torch.argsort(score, descending=True, stable=True)
+        picks = order[torch.zeros(k, dtype=torch.long)] if mean else order[torch.arange(k) % len(order)]
+        pred_m, pred_s, score = pred_m[picks], pred_s[picks], score[picks]
+        if self.config.work_size > 0:
+            pred_m, pred_s = _to_image_size(pred_m, pred_s, (h, w))
+        else:
+            pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
+        return pred_m, pred_s, score.numpy()
+
     def _predict_resized(
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -223,15 +283,7 @@ class ProbSeg:
         z = self._latent(size, k, mean, gen)
         # z = 0 gives k equal proposals: decode one (and the k = 1 and k > 1 results agree exactly).
         pred_m, pred_s = self.net.decode(img, xm, xs, z[:1] if mean and z is not None else z)  # (k or 1, S, S)
-        if (h, w) != size:
-            # Antialiasing matters only when shrinking (an input smaller than the working size), and
-            # its kernel is 2x slower when enlarging, where it equals plain bilinear.
-            shrink = h < size[0] or w < size[1]
-            both = F.interpolate(
-                torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear", antialias=shrink, align_corners=False
-            )
-            # Interpolation weights are convex up to rounding: keep probabilities in [0, 1].
-            pred_m, pred_s = both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
+        pred_m, pred_s = _to_image_size(pred_m, pred_s, (h, w))
         if pred_m.shape[0] != k:
             pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
         return pred_m, pred_s, z

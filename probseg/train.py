@@ -37,6 +37,7 @@ from .data.medical import (
     DEFAULT_TRAIN_TASKS,
     AugmentSpec,
     build_medical_pool,
+    build_medical_target_pool,
     evaluate_heldout,
     heldout_tasks,
     pool_batch_to_float,
@@ -44,6 +45,8 @@ from .data.medical import (
 from .data.medscribble import load_medscribble, medscribble_tasks
 from .data.partials import PairSpec, make_partial_pair
 from .data.synth import SynthSpec
+from .interaction import default_brush_radius
+from .interaction_loop import LoopSpec, loop_loss
 from .losses import partial_seg_loss
 from .model import CONFIGS, ModelConfig, PartialSegNet, build_network
 from .predictor import ProbSeg
@@ -89,6 +92,10 @@ class TrainSettings:
         real_fraction: fraction of pairs from real images (``medical``); the rest are synthetic.
         synth_spec: overrides of :class:`~probseg.data.synth.SynthSpec` (``medical``).
         augment_spec: overrides of :class:`~probseg.data.medical.AugmentSpec` (``medical``).
+        interaction_loop: train in the interaction loop (:mod:`probseg.interaction_loop`): the pool
+            holds ``n_pairs`` images with whole targets, and each batch simulates a short session
+            on the network's own proposals before the step trained on. Deterministic networks only.
+        loop_spec: overrides of :class:`~probseg.interaction_loop.LoopSpec` (``interaction_loop``).
     """
 
     config: str = "paper"
@@ -112,6 +119,8 @@ class TrainSettings:
     real_fraction: float = 0.5
     synth_spec: dict[str, Any] = field(default_factory=dict)
     augment_spec: dict[str, Any] = field(default_factory=dict)
+    interaction_loop: bool = False
+    loop_spec: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.config not in CONFIGS:
@@ -146,6 +155,20 @@ class TrainSettings:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.dataset == "medical":
             self._validate_medical()
+        if CONFIGS[self.config].multi_head and not self.interaction_loop:
+            raise ValueError(
+                f"config: {self.config!r} has {CONFIGS[self.config].heads} heads, which train in the interaction loop; "
+                "add --interaction-loop"
+            )
+        if self.interaction_loop:
+            if CONFIGS[self.config].stochastic:
+                raise ValueError(
+                    f"config: training in the interaction loop needs a deterministic network, {self.config!r} has a latent"
+                )
+            try:
+                LoopSpec.from_dict(self.loop_spec)
+            except TypeError as exc:
+                raise ValueError(f"loop_spec: {exc}") from None
 
     def _validate_medical(self) -> None:
         if not (0 <= self.real_fraction <= 1):
@@ -212,28 +235,66 @@ def build_disk_pool(
     n_disks = disk_spec.n_disks
     for j in tqdm(range(n_pairs), desc="pairs", disable=not progress, unit="pair", leave=False):
         rng = np.random.default_rng([seed, j])
-        disk = images[int(rng.integers(n_images))]
-        bits = 0 if rng.random() < 0.1 else int(rng.integers(1, 2**n_disks))
-        target = subset_mask(disk.disks, [d for d in range(n_disks) if bits >> d & 1])
+        disk, target = _draw_disk_target(rng, images, n_disks)
         pair = make_partial_pair(rng, target, pair_spec, disk.disks)
-        image = disk.image + rng.normal(0.0, rng.uniform(0.0, extra_noise), size=disk.image.shape) if extra_noise > 0 else disk.image
-        pool[j] = np.stack([normalize_image(image), pair.x_m, pair.x_s, pair.y_m, pair.y_s])
+        pool[j] = np.stack([_noisy_image(rng, disk.image, extra_noise), pair.x_m, pair.x_s, pair.y_m, pair.y_s])
+    return torch.from_numpy(pool)
+
+
+def _draw_disk_target(rng: np.random.Generator, images: list, n_disks: int) -> tuple[Any, np.ndarray]:
+    """A training image and a uniformly drawn non-empty subset of its disks (the empty one, 1 in 10)."""
+    disk = images[int(rng.integers(len(images)))]
+    bits = 0 if rng.random() < 0.1 else int(rng.integers(1, 2**n_disks))
+    return disk, subset_mask(disk.disks, [d for d in range(n_disks) if bits >> d & 1])
+
+
+def _noisy_image(rng: np.random.Generator, image: np.ndarray, extra_noise: float) -> np.ndarray:
+    """The normalised image, with Gaussian noise of a standard deviation drawn in [0, extra_noise]."""
+    if extra_noise > 0:
+        image = image + rng.normal(0.0, rng.uniform(0.0, extra_noise), size=image.shape)
+    return normalize_image(image)
+
+
+def build_disk_target_pool(
+    n_images: int, seed: int, disk_spec: DiskSpec = DiskSpec(), n_train: int = N_TRAIN, extra_noise: float = 0.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Images and whole targets for training in the interaction loop: float32 (n_images, 2, H, W).
+
+    Channels: the normalised image and the target (a subset of the image's disks, drawn as
+    :func:`build_disk_pool` draws its targets). Image ``j`` depends only on ``(seed, j)``.
+    """
+    images = make_disk_dataset(n_train, TRAIN_SEED, disk_spec)
+    size = disk_spec.size
+    pool = np.zeros((n_images, 2, size, size), dtype=np.float32)
+    for j in tqdm(range(n_images), desc="images", disable=not progress, unit="image", leave=False):
+        rng = np.random.default_rng([seed, j])
+        disk, target = _draw_disk_target(rng, images, disk_spec.n_disks)
+        pool[j] = np.stack([_noisy_image(rng, disk.image, extra_noise), target])
     return torch.from_numpy(pool)
 
 
 def _medical_pool(
-    settings: TrainSettings, config: ModelConfig, pair_spec: PairSpec, progress: bool
+    settings: TrainSettings, config: ModelConfig, pair_spec: PairSpec, progress: bool, whole_targets: bool = False
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The ``medical`` pool (uint8, see :func:`~probseg.data.medical.build_medical_pool`) and its data spec."""
+    """The ``medical`` pool (uint8) and its data spec: training pairs (see
+    :func:`~probseg.data.medical.build_medical_pool`), or with ``whole_targets`` images with their
+    whole targets for the interaction loop (:func:`~probseg.data.medical.build_medical_target_pool`)."""
     synth_spec = replace(SynthSpec.from_dict(settings.synth_spec), size=config.work_size)
     augment_spec = AugmentSpec.from_dict(settings.augment_spec)
     tasks = list(settings.train_tasks)
     examples = load_medscribble(settings.medscribble, tasks=tasks) if settings.real_fraction > 0 else []
-    pool = build_medical_pool(
-        settings.n_pairs, settings.seed, tasks, settings.medscribble, settings.real_fraction, pair_spec,
-        synth_spec, augment_spec, size=config.work_size, examples=examples or None, dtype=torch.uint8,
-        progress=progress,
-    )
+    if whole_targets:
+        pool = build_medical_target_pool(
+            settings.n_pairs, settings.seed, tasks, settings.medscribble, settings.real_fraction, synth_spec,
+            augment_spec, size=config.work_size, examples=examples or None, progress=progress,
+        )
+    else:
+        pool = build_medical_pool(
+            settings.n_pairs, settings.seed, tasks, settings.medscribble, settings.real_fraction, pair_spec,
+            synth_spec, augment_spec, size=config.work_size, examples=examples or None, dtype=torch.uint8,
+            progress=progress,
+        )
     data_spec = {
         "dataset": "medical",
         "tasks": tasks,
@@ -246,6 +307,34 @@ def _medical_pool(
         "augment_spec": augment_spec.to_dict(),
         "pair_spec": pair_spec.to_dict(),
     }
+    return pool, data_spec
+
+
+def _disk_data_spec(settings: TrainSettings, disk_spec: DiskSpec, pair_spec: PairSpec) -> dict[str, Any]:
+    return {
+        "dataset": settings.dataset,
+        "tasks": ["disks"],
+        "disk_spec": disk_spec.to_dict(),
+        "pair_spec": pair_spec.to_dict(),
+        "train_seed": TRAIN_SEED,
+        "n_train_images": settings.n_train_images,
+        "extra_noise": settings.extra_noise,
+    }
+
+
+def _target_pool(
+    settings: TrainSettings, config: ModelConfig, pair_spec: PairSpec, disk_spec: DiskSpec, loop_spec: LoopSpec,
+    progress: bool,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The interaction loop's pool of images with whole targets, and its data spec."""
+    if settings.dataset == "medical":
+        pool, data_spec = _medical_pool(settings, config, pair_spec, progress, whole_targets=True)
+    else:
+        pool = build_disk_target_pool(
+            settings.n_pairs, settings.seed, disk_spec, settings.n_train_images, settings.extra_noise, progress
+        )
+        data_spec = _disk_data_spec(settings, disk_spec, pair_spec)
+    data_spec["interaction_loop"] = loop_spec.to_dict()
     return pool, data_spec
 
 
@@ -312,22 +401,18 @@ def train(
     torch.manual_seed(settings.seed)
     net = build_network(config)  # initialised on the CPU, so the initial weights do not depend on the device
     t0 = time.perf_counter()
-    if settings.dataset == "medical":
+    loop_spec = LoopSpec.from_dict(settings.loop_spec) if settings.interaction_loop else None
+    if loop_spec is not None:
+        pool, data_spec = _target_pool(settings, config, pair_spec, disk_spec, loop_spec, progress)
+    elif settings.dataset == "medical":
         pool, data_spec = _medical_pool(settings, config, pair_spec, progress)
     else:
         pool = build_disk_pool(
             settings.n_pairs, settings.seed, pair_spec, disk_spec, settings.n_train_images, settings.extra_noise, progress
         )
-        data_spec = {
-            "dataset": settings.dataset,
-            "tasks": ["disks"],
-            "disk_spec": disk_spec.to_dict(),
-            "pair_spec": pair_spec.to_dict(),
-            "train_seed": TRAIN_SEED,
-            "n_train_images": settings.n_train_images,
-            "extra_noise": settings.extra_noise,
-        }
+        data_spec = _disk_data_spec(settings, disk_spec, pair_spec)
     gen = torch.Generator().manual_seed(settings.seed)
+    radius = pair_spec.brush_radius if pair_spec.brush_radius is not None else default_brush_radius(pool.shape[-2])
     net.to(device)  # before the optimiser is built, so its state lives beside the weights
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps, eta_min=settings.lr * 0.05)
@@ -338,9 +423,17 @@ def train(
     for step in bar:
         idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
         codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
-        batch = _dihedral(pool_batch_to_float(pool[idx]), codes).to(device, non_blocking=True)
-        warm = min(1.0, (step + 1) / settings.kl_warmup) if settings.kl_warmup else 1.0
-        terms = _step_loss(net, batch, config.beta1 * warm, settings.free_bits)
+        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
+        if loop_spec is not None:
+            n_steps = int(torch.randint(0, loop_spec.max_steps + 1, (1,), generator=gen))
+            rngs = [np.random.default_rng([settings.seed, step, i]) for i in range(settings.batch_size)]
+            terms = loop_loss(
+                net, batch[:, :1].to(device), batch[:, 1].numpy() > 0.5, rngs, n_steps, loop_spec, pair_spec,
+                radius, loop_spec.temperature_at(step, settings.steps),
+            )
+        else:
+            warm = min(1.0, (step + 1) / settings.kl_warmup) if settings.kl_warmup else 1.0
+            terms = _step_loss(net, batch.to(device, non_blocking=True), config.beta1 * warm, settings.free_bits)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt.step()
@@ -412,6 +505,15 @@ def _parser() -> argparse.ArgumentParser:
         "--real-fraction", type=float, default=d.real_fraction,
         help="fraction of training pairs from real images (--dataset medical); the rest are synthetic",
     )
+    p.add_argument(
+        "--interaction-loop", action="store_true",
+        help="train in the interaction loop: each batch simulates a short session (start, corrections at the "
+        "model's own errors) before the step trained on; needed by the multi-head configurations",
+    )
+    p.add_argument(
+        "--loop-max-steps", type=int, default=LoopSpec().max_steps,
+        help="most simulated correction steps before the trained one (--interaction-loop)",
+    )
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -443,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         medscribble=args.medscribble,
         train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
         real_fraction=args.real_fraction,
+        interaction_loop=args.interaction_loop,
+        loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
     )
     settings.validate()
     command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

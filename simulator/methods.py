@@ -76,8 +76,9 @@ class ProbSegMethod:
         expect_kind: if given, loading a model of the other kind raises ``ValueError`` naming
             ``checkpoint`` (catches e.g. a partial checkpoint passed to ``probseg-complete``).
 
-    ``kind`` follows ``model.is_partial``; ``multi`` is False for ``mean`` and for deterministic
-    networks (their K proposals would be identical). Scores are the model's own.
+    ``kind`` follows ``model.is_partial``; ``multi`` is False for ``mean`` and for single-output
+    deterministic networks (their K proposals would be identical). Scores are the model's own (a
+    multi-head model's: each head's predicted Dice).
     """
 
     def __init__(
@@ -118,7 +119,7 @@ class ProbSegMethod:
 
     @property
     def multi(self) -> bool:
-        return self.model.is_stochastic and not self.mean
+        return self.model.is_multi and not self.mean
 
     def propose(
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator

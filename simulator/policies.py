@@ -22,7 +22,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from .metrics import dice
+from probseg.choice import REJECT as REJECT_CHOICE
+from probseg.choice import best_of_k, state_score
+
 
 __all__ = [
     "ACCEPTANCE_RULES",
@@ -37,7 +39,7 @@ __all__ = [
     "state_score",
 ]
 
-REJECT = -1
+REJECT = REJECT_CHOICE
 ACCEPTANCE_RULES = ("no-worse-dice", "pixel-score")
 
 
@@ -59,17 +61,6 @@ class Policy(Protocol):
         allow_reject: bool,
         rng: np.random.Generator,
     ) -> int: ...
-
-
-def state_score(mask: np.ndarray, seg: np.ndarray, gt: np.ndarray, error_weight: float) -> float:
-    """``correct - error_weight * wrong`` over the decided pixels of one state (bool (H, W) each).
-
-    Undecided pixels score 0: a partial state is neither rewarded nor punished for what it leaves
-    open. A complete state decides every pixel, so for it this ranks by error count alone.
-    """
-    correct = int((mask & (seg == gt)).sum())
-    wrong = int((mask & (seg != gt)).sum())
-    return correct - error_weight * wrong
 
 
 def _check_candidates(masks: np.ndarray, segs: np.ndarray, scores: np.ndarray | None) -> int:
@@ -115,19 +106,12 @@ class BestOfK:
         allow_reject: bool,
         rng: np.random.Generator,
     ) -> int:
-        k = _check_candidates(masks, segs, scores)
-        values = np.array([state_score(masks[i], segs[i], gt, self.error_weight) for i in range(k)], dtype=np.float64)
-        if self.acceptance == "no-worse-dice":
-            floor = dice(current_seg, gt)
-            eligible = np.array([dice(segs[i], gt) >= floor for i in range(k)])
-            if eligible.any():
-                values = np.where(eligible, values, -np.inf)
-            elif allow_reject:
-                return REJECT
-        best = int(np.argmax(values))  # argmax: first maximum, i.e. ties to the lowest index
-        if allow_reject and values[best] <= state_score(current_mask, current_seg, gt, self.error_weight):
-            return REJECT
-        return best
+        _check_candidates(masks, segs, scores)
+        # The rule lives in probseg, so that a trainer simulating sessions accepts as this oracle does.
+        return best_of_k(
+            masks, segs, gt, current_mask, current_seg, error_weight=self.error_weight, allow_reject=allow_reject,
+            no_worse_dice=self.acceptance == "no-worse-dice",
+        )
 
 
 @dataclass(frozen=True)

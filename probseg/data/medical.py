@@ -51,6 +51,7 @@ __all__ = [
     "AugmentSpec",
     "augment_example",
     "build_medical_pool",
+    "build_medical_target_pool",
     "click_start",
     "evaluate_heldout",
     "heldout_tasks",
@@ -185,6 +186,51 @@ def _by_task(examples: Sequence[Example]) -> list[list[Example]]:
     return [tasks[t] for t in sorted(tasks)]
 
 
+def _draw_example(
+    rng: np.random.Generator,
+    by_task: list[list[Example]],
+    real_fraction: float,
+    synth_spec: SynthSpec,
+    augment_spec: AugmentSpec,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One training image: real (a task drawn uniformly, then one of its examples, augmented) with
+    probability ``real_fraction``, else synthetic. Returns ``image`` float32 (size, size), ``target``
+    bool (size, size) and the objects (bool (n, size, size); None for a real image: the default of
+    :func:`~probseg.data.partials.make_partial_pair`)."""
+    if by_task and rng.random() < real_fraction:
+        group = by_task[int(rng.integers(len(by_task)))]
+        ex = group[int(rng.integers(len(group)))]
+        image, target = augment_example(rng, ex.image, ex.target, size, augment_spec)
+        return image, target, None
+    syn = make_synth_example(rng, synth_spec)
+    return syn.image, syn.target, syn.objects
+
+
+def _check_pool_args(n: int, real_fraction: float, dtype: torch.dtype, size: int) -> None:
+    if n < 1:
+        raise ValueError(f"n_pairs: must be >= 1, got {n}")
+    if not 0 <= real_fraction <= 1:
+        raise ValueError(f"real_fraction: must be in [0, 1], got {real_fraction}")
+    if dtype not in (torch.float32, torch.uint8):
+        raise ValueError(f"dtype: must be torch.float32 or torch.uint8, got {dtype}")
+    if size < 16 or size % 8:
+        raise ValueError(f"size: must be a multiple of 8 >= 16, got {size}")
+
+
+def _real_by_task(
+    real_fraction: float, examples: Sequence[Example] | None, medscribble_path: str | Path, train_tasks: Sequence[str]
+) -> list[list[Example]]:
+    if real_fraction <= 0:
+        return []
+    if examples is None:
+        examples = load_medscribble(medscribble_path, tasks=list(train_tasks))
+    by_task = _by_task(examples)
+    if not by_task:
+        raise ValueError("examples: no real examples, but real_fraction > 0")
+    return by_task
+
+
 def build_medical_pool(
     n_pairs: int,
     seed: int,
@@ -227,33 +273,13 @@ def build_medical_pool(
     Raises:
         ValueError: naming the argument at fault.
     """
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs: must be >= 1, got {n_pairs}")
-    if not 0 <= real_fraction <= 1:
-        raise ValueError(f"real_fraction: must be in [0, 1], got {real_fraction}")
-    if dtype not in (torch.float32, torch.uint8):
-        raise ValueError(f"dtype: must be torch.float32 or torch.uint8, got {dtype}")
-    if size < 16 or size % 8:
-        raise ValueError(f"size: must be a multiple of 8 >= 16, got {size}")
-    by_task: list[list[Example]] = []
-    if real_fraction > 0:
-        if examples is None:
-            examples = load_medscribble(medscribble_path, tasks=list(train_tasks))
-        by_task = _by_task(examples)
-        if not by_task:
-            raise ValueError("examples: no real examples, but real_fraction > 0")
+    _check_pool_args(n_pairs, real_fraction, dtype, size)
+    by_task = _real_by_task(real_fraction, examples, medscribble_path, train_tasks)
     synth_spec = replace(synth_spec, size=size)
     pool = np.zeros((n_pairs, 5, size, size), dtype=np.uint8 if dtype == torch.uint8 else np.float32)
     for j in tqdm(range(n_pairs), desc="pairs", disable=not progress, unit="pair", leave=False):
         rng = np.random.default_rng([seed, j])
-        if by_task and rng.random() < real_fraction:
-            group = by_task[int(rng.integers(len(by_task)))]
-            ex = group[int(rng.integers(len(group)))]
-            image, target = augment_example(rng, ex.image, ex.target, size, augment_spec)
-            objects = None
-        else:
-            syn = make_synth_example(rng, synth_spec)
-            image, target, objects = syn.image, syn.target, syn.objects
+        image, target, objects = _draw_example(rng, by_task, real_fraction, synth_spec, augment_spec, size)
         pair = make_partial_pair(rng, target, pair_spec, objects)
         if dtype == torch.uint8:
             pool[j, 0] = np.round(image * 255.0).astype(np.uint8)
@@ -270,6 +296,37 @@ def pool_batch_to_float(batch: torch.Tensor) -> torch.Tensor:
         out[:, 0] /= 255.0
         return out
     return batch
+
+
+def build_medical_target_pool(
+    n_images: int,
+    seed: int,
+    train_tasks: Sequence[str] = DEFAULT_TRAIN_TASKS,
+    medscribble_path: str | Path = DEFAULT_MEDSCRIBBLE,
+    real_fraction: float = 0.5,
+    synth_spec: SynthSpec = SynthSpec(),
+    augment_spec: AugmentSpec = AugmentSpec(),
+    size: int = WORK_SIZE,
+    examples: Sequence[Example] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Images and whole targets for training in the interaction loop: uint8 (n_images, 2, size, size).
+
+    Channels: the normalised image x 255 (rounded) and the target (0/1). Image ``j`` is drawn as
+    :func:`build_medical_pool` draws pair ``j``'s image (real with probability ``real_fraction``,
+    augmented; else synthetic), from ``(seed, j)`` alone; the inputs and targets a model trains on
+    are drawn later, in the loop, from the model's own proposals (:mod:`probseg.interaction_loop`).
+    """
+    _check_pool_args(n_images, real_fraction, torch.uint8, size)
+    by_task = _real_by_task(real_fraction, examples, medscribble_path, train_tasks)
+    synth_spec = replace(synth_spec, size=size)
+    pool = np.zeros((n_images, 2, size, size), dtype=np.uint8)
+    for j in tqdm(range(n_images), desc="images", disable=not progress, unit="image", leave=False):
+        rng = np.random.default_rng([seed, j])
+        image, target, _ = _draw_example(rng, by_task, real_fraction, synth_spec, augment_spec, size)
+        pool[j, 0] = np.round(image * 255.0).astype(np.uint8)
+        pool[j, 1] = target
+    return torch.from_numpy(pool)
 
 
 # --- held-out check ---------------------------------------------------------------------------------

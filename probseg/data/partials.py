@@ -36,6 +36,8 @@ __all__ = [
     "stroke_input",
     "make_partial_pair",
     "object_masks",
+    "random_input",
+    "larger_target",
 ]
 
 INPUT_KINDS = ("shape", "clicks", "strokes", "accepted", "empty")
@@ -271,12 +273,49 @@ def make_partial_pair(
     gt = np.asarray(gt, dtype=bool)
     if gt.ndim != 2:
         raise ValueError(f"gt must be 2-D, got shape {gt.shape}")
-    if objects is None:
-        objects = object_masks(gt)
-    radius = spec.brush_radius if spec.brush_radius is not None else default_brush_radius(gt.shape[0])
+    objects, radius = _objects_and_radius(gt, spec, objects)
     x_m = _input(rng, spec, gt, objects, radius)
     if spec.mode == "complete":
         y_m = np.ones_like(gt)
     else:
         y_m = x_m | _added_region(rng, spec, gt, objects, x_m)
     return PartialPair(x_m=x_m, x_s=x_m & gt, y_m=y_m, y_s=y_m & gt)
+
+
+def _objects_and_radius(gt: np.ndarray, spec: PairSpec, objects: np.ndarray | None) -> tuple[np.ndarray, int]:
+    objects = object_masks(gt) if objects is None else objects
+    radius = spec.brush_radius if spec.brush_radius is not None else default_brush_radius(gt.shape[0])
+    return objects, radius
+
+
+def random_input(
+    rng: np.random.Generator, gt: np.ndarray, spec: PairSpec = PairSpec(), objects: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """An input drawn as :func:`make_partial_pair` draws ``x``: ``(x_m, x_s)``, bool (H, W) each, ``x_s = gt & x_m``."""
+    gt = np.asarray(gt, dtype=bool)
+    objects, radius = _objects_and_radius(gt, spec, objects)
+    x_m = _input(rng, spec, gt, objects, radius)
+    return x_m, x_m & gt
+
+
+def larger_target(
+    rng: np.random.Generator,
+    gt: np.ndarray,
+    x_m: np.ndarray,
+    x_s: np.ndarray,
+    spec: PairSpec = PairSpec(),
+    objects: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A larger partial target for the state ``(x_m, x_s)``, drawn as :func:`make_partial_pair` draws ``y``.
+
+    ``y_m = x_m | region`` (every pixel in ``complete`` mode); ``y_s`` keeps the state's own labels on
+    ``x_m`` (a state reached in a session may hold errors nobody corrected yet, and the network
+    cannot change decided pixels) and the target's elsewhere. Returns bool (H, W) each.
+    """
+    gt = np.asarray(gt, dtype=bool)
+    if spec.mode == "complete":
+        y_m = np.ones_like(gt)
+    else:
+        objects, _ = _objects_and_radius(gt, spec, objects)
+        y_m = x_m | _added_region(rng, spec, gt, objects, x_m)
+    return y_m, np.where(x_m, x_s, gt) & y_m

@@ -1,0 +1,277 @@
+"""Training in the interaction loop: each example is a short simulated session.
+
+RITM and ScribblePrompt train interactive models on the inputs they will meet: the model's own
+previous output corrected by clicks at its errors. Here, for each training example (an image and its
+whole target):
+
+1. a **start**: the simulator's click start or scribble start (:mod:`probseg.interaction`, the code the
+   simulator runs), or an annotator-like input from :func:`probseg.data.partials.random_input`;
+2. ``n`` **correction steps** (``n`` uniform in ``0..max_steps``, one draw per batch), without
+   gradients: the network proposes its candidates for the batch, the best-of-K oracle takes one
+   exactly as the simulator's ``best-of-k`` policy does (:func:`probseg.choice.best_of_k`), and the
+   robot makes one RITM click at the errors of what a person would hand in (the simulator's rule,
+   fallback included);
+3. the **trained step**: the network's output on the state reached, against the target.
+
+What the network is fed follows the simulator: a partial model gets the accepted state (the chosen
+proposal with the clicks on it), a complete model the annotator's own input (the start and the
+clicks). The target is the whole target for a complete model, and a larger partial target drawn from
+the state (:func:`probseg.data.partials.larger_target`) for a partial one.
+
+Multi-head networks (``heads`` > 1) train with the best-candidate loss
+(:func:`probseg.losses.multi_head_loss`): its soft-minimum temperature falls linearly from
+``temperature`` to 0 over the first half of the run, then stays at winner-takes-all; the score head
+learns each head's Dice against the whole target, the number the ``model-ranked`` policy ranks by.
+
+Only deterministic networks (no latent) train this way: a latent model's posterior needs the target
+of the step, and the loop's steps have none fixed in advance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .choice import REJECT, best_of_k
+from .data.partials import PairSpec, larger_target, random_input
+from .interaction import apply_click, click_start, error_regions, next_click, scribble_start
+from .losses import hard_dice, multi_head_loss, partial_seg_loss
+from .model import PartialSegNet
+
+__all__ = ["LoopSpec", "LoopState", "START_KINDS", "advance", "binarise", "loop_loss", "start_state"]
+
+START_KINDS = ("clicks", "scribbles", "random")
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """How training sessions are simulated.
+
+    Attributes:
+        max_steps: most correction steps before the trained step (each batch draws 0..max_steps).
+        start_weights: probabilities of the starts ``clicks`` (the simulator's click start),
+            ``scribbles`` (its scribble start) and ``random`` (an input drawn like a training pair's).
+        temperature: the best-candidate loss's soft-minimum temperature at step 0 (multi-head).
+        spread: weight kept on every head (see :func:`probseg.losses.best_candidate_weights`).
+        score_weight: weight of the score head's squared error.
+        error_weight: the oracle's weight on wrong pixels (the simulator's default, 2).
+    """
+
+    max_steps: int = 3
+    start_weights: dict[str, float] = field(default_factory=lambda: {"clicks": 0.35, "scribbles": 0.35, "random": 0.3})
+    temperature: float = 0.3
+    spread: float = 0.05
+    score_weight: float = 1.0
+    error_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 0:
+            raise ValueError(f"max_steps: must be an integer >= 0, got {self.max_steps!r}")
+        bad = set(self.start_weights) - set(START_KINDS)
+        if bad:
+            raise ValueError(f"start_weights: unknown starts {sorted(bad)}; allowed: {list(START_KINDS)}")
+        if any(v < 0 for v in self.start_weights.values()) or sum(self.start_weights.values()) <= 0:
+            raise ValueError("start_weights: weights must be >= 0 and not all zero")
+        for name in ("temperature", "score_weight", "error_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.spread <= 1:
+            raise ValueError(f"spread: must be in [0, 1], got {self.spread}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LoopSpec":
+        return cls(**d)
+
+    def temperature_at(self, step: int, steps: int) -> float:
+        """The soft-minimum temperature at training step ``step`` of ``steps``."""
+        half = max(1, steps // 2)
+        return self.temperature * max(0.0, 1.0 - step / half)
+
+
+@dataclass
+class LoopState:
+    """One simulated session's state; every array bool (H, W).
+
+    Attributes:
+        input_mask, input_seg: the annotator's own input (start and clicks): a complete model's feed.
+        mask, seg: the accepted state (the chosen proposal with the clicks on it): a partial model's feed.
+        clicked: click centres so far (never clicked again).
+    """
+
+    input_mask: np.ndarray
+    input_seg: np.ndarray
+    mask: np.ndarray
+    seg: np.ndarray
+    clicked: np.ndarray
+
+    def feed(self, partial: bool) -> tuple[np.ndarray, np.ndarray]:
+        """What the model is shown: the accepted state (partial) or the annotator's input (complete)."""
+        return (self.mask, self.seg) if partial else (self.input_mask, self.input_seg)
+
+
+def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = sorted(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def start_state(
+    rng: np.random.Generator, gt: np.ndarray, spec: LoopSpec, pair_spec: PairSpec, radius: int
+) -> LoopState:
+    """A session's start for the target ``gt`` (bool (H, W)), drawn from ``rng``."""
+    kind = _pick(rng, spec.start_weights)
+    if kind == "clicks":
+        begin = click_start(gt, radius)
+        mask, seg, clicked = begin.mask, begin.seg, begin.clicked
+    elif kind == "scribbles":
+        begin = scribble_start(gt, rng, radius)
+        mask, seg, clicked = begin.mask, begin.seg, begin.clicked
+    else:
+        mask, seg = random_input(rng, gt, pair_spec)
+        clicked = np.zeros_like(gt)
+    return LoopState(mask.copy(), seg.copy(), mask.copy(), seg.copy(), clicked.copy())
+
+
+def advance(
+    state: LoopState,
+    gt: np.ndarray,
+    masks: np.ndarray,
+    segs: np.ndarray,
+    *,
+    partial: bool,
+    radius: int,
+    error_weight: float = 2.0,
+) -> LoopState:
+    """One simulated iteration: the oracle's choice among ``masks``, ``segs`` (bool (K, H, W), the
+    model's candidates for ``state.feed(partial)``), then one RITM correction click.
+
+    The rules are the simulator's defaults (``best-of-k`` with rejection and ``no-worse-dice``
+    acceptance, one correction per iteration, the ``hand-in`` fallback): after a proposal that
+    decided nothing new, or a rejection, the click may land on an undecided target pixel; it never
+    lands on undecided background. A state with nothing to correct gets no click.
+    """
+    feed_mask, _ = state.feed(partial)
+    chosen = best_of_k(masks, segs, gt, state.mask, state.seg, error_weight=error_weight, allow_reject=True)
+    if chosen != REJECT:
+        progressed = bool((masks[chosen] & ~feed_mask).any())
+        mask, seg = masks[chosen].copy(), segs[chosen].copy()
+    else:
+        progressed = False
+        mask, seg = state.mask.copy(), state.seg.copy()
+    fn, fp = error_regions(gt, mask, seg, pending_fn=not progressed)
+    click = next_click(gt, fn, fp, state.clicked, "ritm")
+    input_mask, input_seg, clicked = state.input_mask, state.input_seg, state.clicked
+    if click is not None:
+        mask, seg = apply_click(gt, mask, seg, click, radius)
+        input_mask, input_seg = apply_click(gt, input_mask, input_seg, click, radius)
+        clicked = clicked.copy()
+        clicked[click.row, click.col] = True
+    return LoopState(input_mask, input_seg, mask, seg, clicked)
+
+
+def binarise(
+    pred_m: torch.Tensor, pred_s: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidates from probabilities, as :meth:`probseg.ProbSeg.propose` binarises them.
+
+    Args:
+        pred_m, pred_s: float (B, K, H, W).
+        x_m, x_s: float or bool (B, 1, H, W), the input.
+    Returns:
+        ``masks``, ``segs``: bool (B, K, H, W); masks contain the input, segs equal it on the input.
+    """
+    xm, xs = x_m.bool(), x_s.bool()
+    p_fg = (pred_s / pred_m.clamp(min=1e-6)).clamp(0, 1)
+    masks = (pred_m >= 0.5) | xm
+    segs = masks & (p_fg >= 0.5)
+    segs = torch.where(xm, xs, segs)
+    return masks, segs
+
+
+def _candidates(net: PartialSegNet, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's candidates for a batch, bool (B, K, H, W) (K = 1 for a single-head network)."""
+    if net.config.multi_head:
+        pred_m, pred_s, _ = net.decode_heads(image, x_m, x_s)
+    else:
+        out = net(image, x_m, x_s, x_m, x_s)  # deterministic: the y arguments are not read
+        pred_m, pred_s = out["pred_m"][:, None], out["pred_s"][:, None]
+    return binarise(pred_m, pred_s, x_m, x_s)
+
+
+def _stack(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays).astype(np.float32))[:, None].to(device)
+
+
+def loop_loss(
+    net: PartialSegNet,
+    images: torch.Tensor,
+    gts: np.ndarray,
+    rngs: list[np.random.Generator],
+    n_steps: int,
+    spec: LoopSpec,
+    pair_spec: PairSpec,
+    radius: int,
+    temperature: float,
+    states_out: list[list[LoopState]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Simulate ``n_steps`` corrections for a batch, then the loss of the network on the states reached.
+
+    Args:
+        net: a deterministic network (train mode is kept; the simulated steps run without gradients).
+        images: float32 (B, 1, H, W), normalised, on the network's device.
+        gts: bool (B, H, W), the whole targets.
+        rngs: one generator per example (starts and larger targets are drawn from them).
+        n_steps: correction steps before the trained one.
+        spec, pair_spec: the loop's and the pairs' settings (``pair_spec.mode`` follows the model).
+        radius: the brush radius of clicks and strokes.
+        temperature: the best-candidate loss's temperature now (multi-head).
+        states_out: when a list, the states after each step (B lists, start first) are appended.
+    Returns:
+        the loss terms (``loss`` and its parts), float scalars.
+    """
+    if net.config.stochastic:
+        raise ValueError("config: training in the interaction loop needs a deterministic network (latent_dim 0)")
+    partial = net.config.mode == "partial"
+    device = images.device
+    states = [start_state(rng, gt, spec, pair_spec, radius) for rng, gt in zip(rngs, gts)]
+    history = [[s] for s in states]
+    for _ in range(n_steps):
+        feeds = [s.feed(partial) for s in states]
+        x_m = _stack([f[0] for f in feeds], device)
+        x_s = _stack([f[1] for f in feeds], device)
+        with torch.no_grad():
+            masks, segs = _candidates(net, images, x_m, x_s)
+        masks_np, segs_np = masks.cpu().numpy(), segs.cpu().numpy()
+        states = [
+            advance(s, gt, masks_np[i], segs_np[i], partial=partial, radius=radius, error_weight=spec.error_weight)
+            for i, (s, gt) in enumerate(zip(states, gts))
+        ]
+        for h, s in zip(history, states):
+            h.append(s)
+    if states_out is not None:
+        states_out.extend(history)
+    feeds = [s.feed(partial) for s in states]
+    targets = [larger_target(rng, gt, f[0], f[1], pair_spec) for rng, gt, f in zip(rngs, gts, feeds)]
+    x_m = _stack([f[0] for f in feeds], device)
+    x_s = _stack([f[1] for f in feeds], device)
+    y_m = _stack([t[0] for t in targets], device)[:, 0]
+    y_s = _stack([t[1] for t in targets], device)[:, 0]
+    out = net(images, x_m, x_s, x_m, x_s)
+    cfg = net.config
+    if not cfg.multi_head:
+        terms = partial_seg_loss(y_m, y_s, x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0, 0.0)
+        return terms
+    with torch.no_grad():
+        _, segs = binarise(out["pred_m"], out["pred_s"], x_m, x_s)
+        whole = torch.from_numpy(np.asarray(gts, dtype=bool)).to(device)[:, None]
+        score_target = hard_dice(segs, whole.expand_as(segs))
+    return multi_head_loss(
+        y_m, y_s, x_m[:, 0], out["pred_m"], out["pred_s"], out["score"], score_target, cfg.beta0,
+        temperature, spec.spread, spec.score_weight,
+    )

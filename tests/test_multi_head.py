@@ -1,0 +1,217 @@
+"""Multi-head networks (issue 13, family (a)): the best-candidate loss against hand-computed values,
+the heads and their score head, how ``propose`` orders and repeats them, and a short training run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import probseg
+from probseg.losses import best_candidate_weights, hard_dice, multi_head_loss, per_sample_seg_loss
+from probseg.model import CONFIGS, ModelConfig, build_network
+from probseg.predictor import ProbSeg
+from probseg.train import TrainSettings, train
+
+
+# --- the loss, by hand -------------------------------------------------------------------------------
+
+
+def test_best_candidate_weights_winner_takes_all_with_spread() -> None:
+    w = best_candidate_weights(torch.tensor([[0.2, 0.1, 0.5], [0.3, 0.3, 0.9]]), temperature=0.0, spread=0.3)
+    # 0.7 on the lowest loss, 0.1 on every candidate; a tie goes to the first.
+    torch.testing.assert_close(w, torch.tensor([[0.1, 0.8, 0.1], [0.8, 0.1, 0.1]]))
+
+
+def test_best_candidate_weights_soft_minimum() -> None:
+    # losses 0 and ln 2 at temperature 1: softmin weights 2/3 and 1/3.
+    w = best_candidate_weights(torch.tensor([[0.0, float(np.log(2.0))]]), temperature=1.0, spread=0.0)
+    torch.testing.assert_close(w, torch.tensor([[2 / 3, 1 / 3]]))
+    assert not w.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [({"temperature": -1.0, "spread": 0.0}, "temperature"), ({"temperature": 0.0, "spread": 1.5}, "spread")],
+)
+def test_best_candidate_weights_bad_arguments(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        best_candidate_weights(torch.zeros(1, 2), **kwargs)
+    with pytest.raises(ValueError, match="losses"):
+        best_candidate_weights(torch.zeros(3), 0.0, 0.0)
+
+
+def test_multi_head_loss_by_hand() -> None:
+    # One sample of two pixels, both to be decided; the first is foreground.
+    y_m = torch.tensor([[[1.0, 1.0]]])
+    y_s = torch.tensor([[[1.0, 0.0]]])
+    x_m = torch.zeros(1, 1, 2)
+    pred_m = torch.ones(1, 2, 1, 2)
+    # head 0 is right (loss 0); head 1 swaps the labels: WDL = 1 - (0 + 1) / (1 + 1 + 1) = 2/3, DL = 0.
+    pred_s = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])
+    per = per_sample_seg_loss(y_m.expand(2, -1, -1), y_s.expand(2, -1, -1), x_m.expand(2, -1, -1), pred_m[0], pred_s[0])
+    torch.testing.assert_close(per, torch.tensor([0.0, 2 / 3]))
+    score = torch.tensor([[0.5, 0.5]])
+    target = torch.tensor([[1.0, 0.0]])
+    terms = multi_head_loss(y_m, y_s, x_m, pred_m, pred_s, score, target, temperature=0.0, spread=0.1)
+    # weights 0.95 / 0.05: seg = 0.05 * 2/3; score MSE = (0.25 + 0.25) / 2.
+    torch.testing.assert_close(terms["seg"], torch.tensor(0.05 * 2 / 3))
+    torch.testing.assert_close(terms["score_mse"], torch.tensor(0.25))
+    torch.testing.assert_close(terms["loss"], torch.tensor(0.05 * 2 / 3 + 0.25))
+    torch.testing.assert_close(terms["best"], torch.tensor(0.0))
+    with pytest.raises(ValueError, match="shapes"):
+        multi_head_loss(y_m, y_s, x_m, pred_m, pred_s, score[:, :1], target)
+
+
+def test_hard_dice() -> None:
+    a = torch.tensor([[1, 1, 0, 0]], dtype=torch.bool).view(1, 2, 2)
+    b = torch.tensor([[1, 0, 1, 0]], dtype=torch.bool).view(1, 2, 2)
+    torch.testing.assert_close(hard_dice(a, b), torch.tensor([0.5]))
+    empty = torch.zeros(1, 2, 2, dtype=torch.bool)
+    torch.testing.assert_close(hard_dice(empty, empty), torch.tensor([1.0]))
+
+
+# --- the network -------------------------------------------------------------------------------------
+
+
+def test_heads_need_a_deterministic_punet_or_wide_network() -> None:
+    with pytest.raises(ValueError, match="heads"):
+        ModelConfig(name="x", arch="punet", latent_dim=4, heads=2, work_size=128)
+    with pytest.raises(ValueError, match="heads"):
+        ModelConfig(name="x", arch="paper", latent_dim=1, heads=2)
+    with pytest.raises(ValueError, match="heads"):
+        ModelConfig(name="x", arch="wide", latent_dim=0, heads=0)
+    assert CONFIGS["medical-heads"].multi_head and not CONFIGS["medical-heads"].stochastic
+
+
+@pytest.mark.parametrize("name", ["heads", "heads-complete", "medical-heads", "medical-heads-complete"])
+def test_every_head_respects_the_output_constraints(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_network(name).eval()
+    size = CONFIGS[name].work_size or 32
+    gen = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 1, size, size, generator=gen)
+    x_m = (torch.rand(2, 1, size, size, generator=gen) > 0.7).float()
+    x_s = x_m * (torch.rand(2, 1, size, size, generator=gen) > 0.5).float()
+    with torch.no_grad():
+        out = net(image, x_m, x_s, x_m, x_s)
+    k = CONFIGS[name].heads
+    assert out["pred_m"].shape == (2, k, size, size) and out["score"].shape == (2, k)
+    assert ((out["score"] > 0) & (out["score"] < 1)).all()
+    pm, ps = out["pred_m"], out["pred_s"]
+    assert (pm >= x_m - 1e-6).all() and (ps <= pm + 1e-6).all()
+    on = x_m.expand_as(pm).bool()
+    assert torch.equal(ps[on], x_s.expand_as(ps)[on])
+    if CONFIGS[name].mode == "complete":
+        assert torch.equal(pm, torch.ones_like(pm))
+    # decode gives one input's heads
+    with torch.no_grad():
+        m1, s1 = net.decode(image[:1], x_m[:1], x_s[:1], None)
+    torch.testing.assert_close(m1, pm[0])
+    with pytest.raises(ValueError, match="z"):
+        net.decode(image[:1], x_m[:1], x_s[:1], torch.zeros(1, 1, 4, 4))
+
+
+def _untrained(name: str = "medical-heads") -> ProbSeg:
+    torch.manual_seed(3)
+    return ProbSeg(build_network(name), name=name)
+
+
+def _state(h: int = 90, w: int = 110) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(h, w))
+    mask = np.zeros((h, w), bool)
+    mask[30:40, 40:60] = True
+    seg = mask.copy()
+    seg[30:35] = False
+    return image, mask, seg
+
+
+def test_propose_orders_heads_by_score_and_repeats_them_beyond_the_heads() -> None:
+    model = _untrained()
+    image, mask, seg = _state()
+    heads = model.config.heads
+    masks, segs, scores = model.propose(image, mask, seg, k=heads, return_scores=True)
+    assert masks.shape == (heads, 90, 110) and scores.dtype == np.float64
+    assert np.all(np.diff(scores) <= 0)  # highest first
+    assert np.all(masks | ~mask[None]) and np.all(segs <= masks) and np.all(segs[:, mask] == seg[mask])
+    top3 = model.propose(image, mask, seg, k=3, return_scores=True)
+    assert np.array_equal(top3[0], masks[:3]) and np.array_equal(top3[2], scores[:3])
+    many = model.propose(image, mask, seg, k=heads + 3, return_scores=True)
+    assert np.array_equal(many[1][heads:], segs[:3]) and np.array_equal(many[2][:heads], scores)
+    mean = model.propose(image, mask, seg, k=4, mean=True, return_scores=True)
+    assert all(np.array_equal(mean[1][i], segs[0]) for i in range(4))
+    # no draw: the seed changes nothing
+    again = model.propose(image, mask, seg, k=heads, seed=123, return_scores=True)
+    assert np.array_equal(again[1], segs) and np.array_equal(again[2], scores)
+    assert model.is_multi and not model.is_stochastic
+
+
+def test_disk_heads_model_proposes_at_native_size() -> None:
+    model = _untrained("heads")
+    image, mask, seg = _state(61, 64)
+    masks, segs, scores = model.propose(image, mask, seg, k=8, return_scores=True)
+    assert masks.shape == (8, 61, 64) and np.all(np.diff(scores) <= 0)
+
+
+def test_multi_head_configs_need_the_interaction_loop() -> None:
+    with pytest.raises(ValueError, match="interaction-loop"):
+        TrainSettings(config="heads", steps=1, eval_images=0).validate()
+    with pytest.raises(ValueError, match="deterministic"):
+        TrainSettings(config="wide", steps=1, eval_images=0, interaction_loop=True).validate()
+    with pytest.raises(ValueError, match="loop_spec"):
+        TrainSettings(config="heads", steps=1, eval_images=0, interaction_loop=True, loop_spec={"bogus": 1}).validate()
+
+
+# --- a short training run ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_heads(tmp_path_factory: pytest.TempPathFactory) -> tuple[ProbSeg, dict]:
+    out = tmp_path_factory.mktemp("heads") / "heads.pt"
+    settings = TrainSettings(
+        config="heads", interaction_loop=True, steps=40, batch_size=8, n_pairs=200, n_train_images=50,
+        eval_images=20, threads=1,
+    )
+    model, metrics = train(settings, out, progress=False, command="probseg-train --config heads --interaction-loop")
+    return probseg.load(out), metrics
+
+
+def test_trained_heads_checkpoint_reloads_and_its_candidates_differ(trained_heads: tuple[ProbSeg, dict]) -> None:
+    model, metrics = trained_heads
+    assert model.config == CONFIGS["heads"]
+    assert model.meta["data_spec"]["interaction_loop"]["max_steps"] == 3
+    assert np.isfinite(metrics["final_loss"]) and "final_score_mse" in metrics
+    from probseg.evaluate import heldout_cases
+
+    for case in heldout_cases(5, seed=7):
+        masks, segs, scores = model.propose(case.disk.image, case.x_m, case.x_s, k=8, return_scores=True)
+        distinct = {segs[i].tobytes() + masks[i].tobytes() for i in range(8)}
+        assert len(distinct) >= 2, "a trained multi-head model's candidates must differ"
+    # the best of 8 heads is at least as good as the top-scored one, by construction, on every image
+    assert metrics["target_dice_at_8"] >= metrics["target_dice_at_1"]
+
+
+def test_loop_training_is_reproducible_from_seed() -> None:
+    s = TrainSettings(
+        config="heads-complete", interaction_loop=True, steps=2, batch_size=4, n_pairs=8, n_train_images=10,
+        eval_images=0, threads=1,
+    )
+    a, _ = train(s, progress=False)
+    b, _ = train(s, progress=False)
+    for key, value in a.net.state_dict().items():
+        assert torch.equal(value, b.net.state_dict()[key])
+
+
+def test_a_replaced_head_count_is_recorded_in_the_checkpoint(tmp_path) -> None:
+    cfg = replace(CONFIGS["heads"], heads=3)
+    net = build_network(cfg)
+    from probseg.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "h3.pt", net, {"tasks": ["disks"]}, {}, {})
+    loaded = probseg.load(tmp_path / "h3.pt")
+    assert loaded.config.heads == 3
+    image, mask, seg = _state(32, 32)
+    assert loaded.propose(image, mask, seg, k=5)[0].shape == (5, 32, 32)
