@@ -18,10 +18,11 @@ proposal with the clicks on it), a complete model the annotator's own input (the
 clicks). The target is the whole target for a complete model, and a larger partial target drawn from
 the state (:func:`probseg.data.partials.larger_target`) for a partial one.
 
-Multi-head networks (``heads`` > 1) train with the best-candidate loss
-(:func:`probseg.losses.multi_head_loss`): its soft-minimum temperature falls linearly from
-``temperature`` to 0 over the first half of the run, then stays at winner-takes-all; the score head
-learns each head's Dice against the whole target, the number the ``model-ranked`` policy ranks by.
+Multi-head networks (``heads`` > 1) and SSNs (``ssn_rank`` > 0, over their samples) train with the
+best-candidate loss (:func:`probseg.losses.multi_head_loss`): its soft-minimum temperature falls
+linearly from ``temperature`` to 0 over the first half of the run, then stays at winner-takes-all;
+the score head learns each candidate's Dice against the whole target, the number the
+``model-ranked`` policy ranks by.
 
 Only deterministic networks (no latent) train this way: a latent model's posterior needs the target
 of the step, and the loop's steps have none fixed in advance.
@@ -195,9 +196,10 @@ def binarise(
 
 
 def _candidates(net: PartialSegNet, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's candidates for a batch, bool (B, K, H, W) (K = 1 for a single-head network)."""
-    if net.config.multi_head:
-        pred_m, pred_s, _ = net.decode_heads(image, x_m, x_s)
+    """The network's candidates for a batch, bool (B, K, H, W): a multi-head network's heads, an SSN's
+    :data:`~probseg.model.SSN_TRAIN_SAMPLES` samples, or K = 1 for a single-output network."""
+    if net.config.scored:
+        pred_m, pred_s, _ = net.decode_candidates(image, x_m, x_s)
     else:
         out = net(image, x_m, x_s, x_m, x_s)  # deterministic: the y arguments are not read
         pred_m, pred_s = out["pred_m"][:, None], out["pred_s"][:, None]
@@ -264,7 +266,7 @@ def loop_loss(
     y_s = _stack([t[1] for t in targets], device)[:, 0]
     out = net(images, x_m, x_s, x_m, x_s)
     cfg = net.config
-    if not cfg.multi_head:
+    if not cfg.scored:
         terms = partial_seg_loss(y_m, y_s, x_m[:, 0], out["pred_m"], out["pred_s"], out["mu"], out["logvar"], cfg.beta0, 0.0)
         return terms
     with torch.no_grad():

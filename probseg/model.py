@@ -88,6 +88,12 @@ class ModelConfig:
             candidate's Dice (see :class:`_ScoreHead`). Only deterministic ``punet`` and ``wide``
             networks (``latent_dim`` 0) have heads: the candidates' diversity comes from the heads,
             not from a latent.
+        ssn_rank: > 0 makes the output a Stochastic Segmentation Network's (Monteiro et al., 2020):
+            the two logit maps are drawn from a Gaussian with a low-rank-plus-diagonal covariance
+            (``ssn_rank`` factor maps), so candidates are samples of the logits, drawn after one
+            network pass; there is no KL term to collapse. Trained, as the heads, with a
+            best-candidate loss over its samples (a soft best-of-M, as SSN's own loss) and scored by
+            the same score head. Deterministic ``punet`` or ``wide`` networks with one head only.
     """
 
     name: str = "paper"
@@ -99,6 +105,7 @@ class ModelConfig:
     mode: str = "partial"
     work_size: int = 0
     heads: int = 1
+    ssn_rank: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -121,6 +128,10 @@ class ModelConfig:
             raise ValueError(f"heads must be an integer >= 1, got {self.heads!r}")
         if self.heads > 1 and (self.latent_dim > 0 or self.arch == "paper"):
             raise ValueError("heads > 1 needs a deterministic 'punet' or 'wide' network (latent_dim 0)")
+        if isinstance(self.ssn_rank, bool) or not isinstance(self.ssn_rank, int) or self.ssn_rank < 0:
+            raise ValueError(f"ssn_rank must be an integer >= 0, got {self.ssn_rank!r}")
+        if self.ssn_rank > 0 and (self.latent_dim > 0 or self.arch == "paper" or self.heads > 1):
+            raise ValueError("ssn_rank > 0 needs a deterministic 'punet' or 'wide' network (latent_dim 0) with one head")
 
     @property
     def stochastic(self) -> bool:
@@ -130,6 +141,29 @@ class ModelConfig:
     def multi_head(self) -> bool:
         """True when one forward pass gives several candidates (``heads`` > 1)."""
         return self.heads > 1
+
+    @property
+    def ssn(self) -> bool:
+        """True when candidates are samples of a low-rank logit distribution (``ssn_rank`` > 0)."""
+        return self.ssn_rank > 0
+
+    @property
+    def scored(self) -> bool:
+        """True when a score head predicts each candidate's Dice (multi-head and SSN networks)."""
+        return self.multi_head or self.ssn
+
+    @property
+    def sampled(self) -> bool:
+        """True when proposals are random draws (a latent or an SSN): they depend on the seed."""
+        return self.stochastic or self.ssn
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the decoder's last layer: 2 logit maps per head; an SSN's mean (2), log
+        diagonal variance (2) and ``ssn_rank`` factors (2 each)."""
+        if self.ssn:
+            return 2 * (2 + self.ssn_rank)
+        return 2 * self.heads
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,7 +206,20 @@ CONFIGS: dict[str, ModelConfig] = {
         name="medical-heads-complete", arch="punet", latent_dim=0, width=16, heads=8, mode="complete",
         work_size=MEDICAL_WORK_SIZE,
     ),
+    # Samples of a low-rank logit distribution (issue 13's family (b)), SSN's rank 10.
+    "ssn": ModelConfig(name="ssn", arch="wide", latent_dim=0, width=16, ssn_rank=10),
+    "ssn-complete": ModelConfig(name="ssn-complete", arch="wide", latent_dim=0, width=16, ssn_rank=10, mode="complete"),
+    "medical-ssn": ModelConfig(
+        name="medical-ssn", arch="punet", latent_dim=0, width=16, ssn_rank=10, work_size=MEDICAL_WORK_SIZE
+    ),
+    "medical-ssn-complete": ModelConfig(
+        name="medical-ssn-complete", arch="punet", latent_dim=0, width=16, ssn_rank=10, mode="complete",
+        work_size=MEDICAL_WORK_SIZE,
+    ),
 }
+
+# Logit samples an SSN is trained on per example (its best-candidate loss runs over them).
+SSN_TRAIN_SAMPLES = 8
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -241,7 +288,7 @@ class _WideDecoder(nn.Module):
     the coarse layout of the proposal, and again (upsampled) before the last block. The contracting
     path depends on x alone, so it runs once per image; only the expanding path runs per sample."""
 
-    def __init__(self, latent_dim: int, width: int, heads: int = 1) -> None:
+    def __init__(self, latent_dim: int, width: int, out_channels: int = 2) -> None:
         super().__init__()
         w = width
         self.latent_dim = latent_dim
@@ -254,7 +301,7 @@ class _WideDecoder(nn.Module):
         self.up3 = _conv_gn(4 * w, 2 * w)
         self.up2 = _conv_gn(4 * w, 2 * w)
         self.up1 = _conv_gn(3 * w, w)
-        self.head = nn.Sequential(_conv_gn(w + latent_dim, w), nn.Conv2d(w, 2 * heads, 1))
+        self.head = nn.Sequential(_conv_gn(w + latent_dim, w), nn.Conv2d(w, out_channels, 1))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The per-image part: skip features and the bottleneck."""
@@ -269,7 +316,7 @@ class _WideDecoder(nn.Module):
         return feats[3]
 
     def expand(self, feats: tuple[torch.Tensor, ...], z: torch.Tensor | None) -> torch.Tensor:
-        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2 heads, H, W)."""
+        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, out_channels, H, W)."""
         e1, e2, e3, b = feats
         if self.latent_dim > 0:
             assert z is not None
@@ -373,7 +420,7 @@ class _PUNetDecoder(nn.Module):
     ``features`` is the per-input part (run once per call); ``expand`` the per-sample part.
     """
 
-    def __init__(self, latent_dim: int, width: int, heads: int = 1) -> None:
+    def __init__(self, latent_dim: int, width: int, out_channels: int = 2) -> None:
         super().__init__()
         w = width
         self.latent_dim = latent_dim
@@ -394,7 +441,7 @@ class _PUNetDecoder(nn.Module):
             # The latent part of the head's first 1x1 conv; no bias (head_feat has it).
             self.head_code = nn.Conv2d(code, hidden, 1, bias=False)
         self.head_mid = nn.Conv2d(hidden, hidden, 1)
-        self.head_out = nn.Conv2d(hidden, 2 * heads, 1)
+        self.head_out = nn.Conv2d(hidden, out_channels, 1)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The per-input part: x (B, 3, H, W) -> (head input (B, w, H, W), mixer input (B, 2w, H/8, W/8),
@@ -412,7 +459,7 @@ class _PUNetDecoder(nn.Module):
         return feats[2]
 
     def expand(self, feats: tuple[torch.Tensor, ...], z: torch.Tensor | None) -> torch.Tensor:
-        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, 2 heads, H, W)."""
+        """The per-sample part: features (batch 1 or B) and z (B, L, H/8, W/8) -> logits (B, out_channels, H, W)."""
         head_in, mix_in = feats[0], feats[1]
         if self.latent_dim > 0:
             if z is None:
@@ -485,12 +532,12 @@ class PartialSegNet(nn.Module):
             self.decoder: nn.Module = _PaperDecoder(config.latent_dim)
         elif config.arch == "punet":
             self.encoder = _PUNetEncoder(config.latent_dim, config.width) if config.stochastic else None
-            self.decoder = _PUNetDecoder(config.latent_dim, config.width, config.heads)
+            self.decoder = _PUNetDecoder(config.latent_dim, config.width, config.out_channels)
         else:
             self.encoder = _WideEncoder(config.latent_dim, config.width) if config.stochastic else None
-            self.decoder = _WideDecoder(config.latent_dim, config.width, config.heads)
+            self.decoder = _WideDecoder(config.latent_dim, config.width, config.out_channels)
         self.score_head: _ScoreHead | None = None
-        if config.multi_head:
+        if config.scored:
             self.score_head = _ScoreHead(self.decoder.coarse_channels, config.width)
 
     def latent_shape(self, h: int, w: int) -> tuple[int, ...]:
@@ -526,7 +573,7 @@ class PartialSegNet(nn.Module):
         Returns dict with ``pred_m``, ``pred_s`` (B, H, W), ``mu``, ``logvar`` (B, *latent) (zeros
         of shape (B, 0) for a deterministic network). A multi-head network (``heads`` = K > 1)
         returns ``pred_m``, ``pred_s`` of shape (B, K, H, W), one map per head, and ``score`` (B, K),
-        each head's predicted Dice.
+        each head's predicted Dice; an SSN the same for K = :data:`SSN_TRAIN_SAMPLES` samples.
         """
         x = torch.cat([image, x_m, x_s], dim=1)
         if self.config.stochastic:
@@ -537,28 +584,44 @@ class PartialSegNet(nn.Module):
         else:
             mu = logvar = image.new_zeros((image.shape[0], 0))
             z = None
-        if self.config.multi_head:
-            pred_m, pred_s, score = self.decode_heads(image, x_m, x_s)
+        if self.config.scored:
+            pred_m, pred_s, score = self.decode_candidates(image, x_m, x_s, SSN_TRAIN_SAMPLES)
             return {"pred_m": pred_m, "pred_s": pred_s, "score": score, "mu": mu, "logvar": logvar}
         logits = self.decoder(x, z)
         pred_m, pred_s = self.constrain(logits, x_m, x_s, self.config.mode == "complete")
         return {"pred_m": pred_m, "pred_s": pred_s, "mu": mu, "logvar": logvar}
 
-    def decode_heads(
-        self, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor
+    def decode_candidates(
+        self,
+        image: torch.Tensor,
+        x_m: torch.Tensor,
+        x_s: torch.Tensor,
+        n: int = SSN_TRAIN_SAMPLES,
+        generator: torch.Generator | None = None,
+        mean: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every head of a multi-head network: inputs (B, 1, H, W) each -> ``pred_m``, ``pred_s``
-        (B, K, H, W) under the output constraints and ``score`` (B, K), each head's predicted Dice."""
+        """The candidates of a scored network and their predicted Dice.
+
+        Inputs (B, 1, H, W) each -> ``pred_m``, ``pred_s`` (B, K, H, W) under the output constraints
+        and ``score`` (B, K). A multi-head network gives its K = ``heads`` heads (``n``, ``generator``
+        and ``mean`` are not read). An SSN gives K = ``n`` samples of its logits, drawn from
+        ``generator`` (torch's global generator when None); ``mean`` gives the mean logits ``n``
+        times. The image features are computed once for all candidates.
+        """
         if self.score_head is None:
-            raise ValueError("decode_heads: this network has one head; use decode")
-        k = self.config.heads
+            raise ValueError("decode_candidates: this network has one output and no score head; use decode")
         x = torch.cat([image, x_m, x_s], dim=1)
         feats = self.decoder.features(x)
-        logits = self.decoder.expand(feats, None)  # (B, 2K, H, W)
-        b, _, h, w = logits.shape
-        flat = logits.reshape(b * k, 2, h, w)
+        params = self.decoder.expand(feats, None)  # (B, out_channels, H, W)
+        b, _, h, w = params.shape
+        if self.config.ssn:
+            logits = _ssn_sample(params, self.config.ssn_rank, n, generator, mean)
+        else:
+            logits = params.view(b, self.config.heads, 2, h, w)
+        k = logits.shape[1]
         pred_m, pred_s = self.constrain(
-            flat, x_m.repeat_interleave(k, 0), x_s.repeat_interleave(k, 0), self.config.mode == "complete"
+            logits.reshape(b * k, 2, h, w), x_m.repeat_interleave(k, 0), x_s.repeat_interleave(k, 0),
+            self.config.mode == "complete",
         )
         pred_m, pred_s = pred_m.view(b, k, h, w), pred_s.view(b, k, h, w)
         score = self.score_head(self.decoder.coarse(feats), pred_m, pred_s, x_m, x_s)
@@ -568,13 +631,14 @@ class PartialSegNet(nn.Module):
         """Inference: one input (1, 1, H, W) each, ``z`` (K, *latent) -> ``pred_m``, ``pred_s`` (K, H, W).
 
         The image features are computed once and shared by the K samples where the architecture
-        allows it (``wide``, ``punet``). A multi-head network returns its heads (K = ``heads``; ``z``
-        must be None); :meth:`decode_heads` also gives their scores.
+        allows it (``wide``, ``punet``). A multi-head network returns its heads (K = ``heads``) and an
+        SSN its mean logits (K = 1); ``z`` must be None; :meth:`decode_candidates` also gives their
+        scores, and an SSN's samples.
         """
-        if self.config.multi_head:
+        if self.config.scored:
             if z is not None:
-                raise ValueError("z: a multi-head network has no latent; pass None")
-            pred_m, pred_s, _ = self.decode_heads(image, x_m, x_s)
+                raise ValueError("z: a multi-head or SSN network has no latent; pass None")
+            pred_m, pred_s, _ = self.decode_candidates(image, x_m, x_s, 1, mean=True)
             return pred_m[0], pred_s[0]
         k = 1 if z is None else z.shape[0]
         x = torch.cat([image, x_m, x_s], dim=1)
@@ -585,6 +649,27 @@ class PartialSegNet(nn.Module):
         else:
             logits = self.decoder(x.expand(k, -1, -1, -1), z)
         return self.constrain(logits, x_m.expand(k, -1, -1, -1), x_s.expand(k, -1, -1, -1), self.config.mode == "complete")
+
+
+def _ssn_sample(
+    params: torch.Tensor, rank: int, n: int, generator: torch.Generator | None, mean: bool
+) -> torch.Tensor:
+    """``n`` logit samples of an SSN output: params (B, 2 (2 + rank), H, W) -> logits (B, n, 2, H, W).
+
+    ``logits = mu + sum_r eps_r P_r + exp(logd / 2) * eps``: ``mu`` the mean (2 maps), ``P_r`` the
+    ``rank`` factor maps (2 each), ``logd`` the log diagonal variance; ``eps_r`` one normal per sample
+    and factor, ``eps`` one per sample and pixel. ``mean`` sets both to 0.
+    """
+    b, _, h, w = params.shape
+    mu = params[:, 0:2]
+    if mean:
+        return mu[:, None].expand(b, n, 2, h, w)
+    # Bounded so that an early step cannot blow the samples up (exp(5/2) ~ 12 logits of noise).
+    scale = (0.5 * params[:, 2:4].clamp(-10.0, 5.0)).exp()
+    factors = params[:, 4:].reshape(b, rank, 2, h, w)
+    eps_r = torch.randn((b, n, rank), generator=generator, device=params.device, dtype=params.dtype)
+    eps = torch.randn((b, n, 2, h, w), generator=generator, device=params.device, dtype=params.dtype)
+    return mu[:, None] + torch.einsum("bnr,brchw->bnchw", eps_r, factors) + scale[:, None] * eps
 
 
 def build_network(config: ModelConfig | str) -> PartialSegNet:

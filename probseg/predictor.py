@@ -148,12 +148,12 @@ class ProbSeg:
     @property
     def is_stochastic(self) -> bool:
         """True when proposals depend on a latent sample (False for deterministic networks)."""
-        return self.config.stochastic
+        return self.config.sampled
 
     @property
     def is_multi(self) -> bool:
         """True when one call's proposals differ from each other: a latent model, or a multi-head one."""
-        return self.config.stochastic or self.config.multi_head
+        return self.config.sampled or self.config.multi_head
 
     @property
     def trained_tasks(self) -> list[str]:
@@ -196,7 +196,9 @@ class ProbSeg:
         Dice of each proposal with the target, in [0, 1]. ``k`` at most the number of heads gives the
         ``k`` best-scored heads; a larger ``k`` repeats the heads in the same order (head ``i mod
         heads``), so it holds no new candidate. ``mean`` gives the best-scored head ``k`` times.
-        ``seed`` is not used.
+        ``seed`` is not used. An SSN (``config.ssn_rank`` > 0) draws ``k`` samples of its logits
+        from ``seed`` (``mean``: its mean logits), in the order drawn, and ``scores`` are the score
+        head's predicted Dice too.
         Raises:
             ValueError: naming the argument at fault.
         """
@@ -206,8 +208,8 @@ class ProbSeg:
         k = int(k)
         gen = _torch_generator(seed)
         head_scores = None
-        if self.config.multi_head:
-            pred_m, pred_s, head_scores = self._predict_heads(image, mask, seg, k, mean)
+        if self.config.scored:
+            pred_m, pred_s, head_scores = self._predict_candidates(image, mask, seg, k, mean, gen)
             z = None
         elif self.config.work_size > 0:
             pred_m, pred_s, z = self._predict_resized(image, mask, seg, k, mean, gen)
@@ -246,11 +248,11 @@ class ProbSeg:
             pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
         return pred_m[:, :h, :w], pred_s[:, :h, :w], z
 
-    def _predict_heads(
-        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool
+    def _predict_candidates(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """A multi-head model's heads in score order: ``pred_m``, ``pred_s`` float32 (k, H, W) and
-        their scores, float64 (k,) (see :meth:`propose`)."""
+        """A scored model's candidates (a multi-head model's heads in score order, an SSN's samples):
+        ``pred_m``, ``pred_s`` float32 (k, H, W) and their scores, float64 (k,) (see :meth:`propose`)."""
         h, w = image.shape
         if self.config.work_size > 0:
             size = (self.config.work_size, self.config.work_size)
@@ -261,12 +263,13 @@ class ProbSeg:
             to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
             img = to_t(np.pad(normalize_image(image), pad, mode="edge"))
             xm, xs = to_t(np.pad(mask, pad)), to_t(np.pad(seg, pad))
-        pred_m, pred_s, score = self.net.decode_heads(img, xm, xs)
+        pred_m, pred_s, score = self.net.decode_candidates(img, xm, xs, k, generator=gen, mean=mean)
         pred_m, pred_s, score = pred_m[0], pred_s[0], score[0].double()
-        # A stable sort: equal scores keep the heads' order, so the result is a function of the input.
-        order = torch.argsort(score, descending=True, stable=True)
-        picks = order[torch.zeros(k, dtype=torch.long)] if mean else order[torch.arange(k) % len(order)]
-        pred_m, pred_s, score = pred_m[picks], pred_s[picks], score[picks]
+        if self.config.multi_head:
+            # A stable sort: equal scores keep the heads' order, so the result is a function of the input.
+            order = torch.argsort(score, descending=True, stable=True)
+            picks = order[torch.zeros(k, dtype=torch.long)] if mean else order[torch.arange(k) % len(order)]
+            pred_m, pred_s, score = pred_m[picks], pred_s[picks], score[picks]
         if self.config.work_size > 0:
             pred_m, pred_s = _to_image_size(pred_m, pred_s, (h, w))
         else:

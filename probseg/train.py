@@ -155,10 +155,10 @@ class TrainSettings:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.dataset == "medical":
             self._validate_medical()
-        if CONFIGS[self.config].multi_head and not self.interaction_loop:
+        if CONFIGS[self.config].scored and not self.interaction_loop:
             raise ValueError(
-                f"config: {self.config!r} has {CONFIGS[self.config].heads} heads, which train in the interaction loop; "
-                "add --interaction-loop"
+                f"config: {self.config!r} gives several scored candidates (heads or SSN samples), which train in "
+                "the interaction loop; add --interaction-loop"
             )
         if self.interaction_loop:
             if CONFIGS[self.config].stochastic:
@@ -508,7 +508,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--interaction-loop", action="store_true",
         help="train in the interaction loop: each batch simulates a short session (start, corrections at the "
-        "model's own errors) before the step trained on; needed by the multi-head configurations",
+        "model's own errors) before the step trained on; needed by the multi-head and SSN configurations",
     )
     p.add_argument(
         "--loop-max-steps", type=int, default=LoopSpec().max_steps,

@@ -97,7 +97,7 @@ def test_the_oracle_choice_is_the_simulators() -> None:
             assert ours == theirs
 
 
-@pytest.mark.parametrize("name", ["heads", "heads-complete", "unet-complete", "partial-unet"])
+@pytest.mark.parametrize("name", ["heads", "heads-complete", "ssn", "ssn-complete", "unet-complete", "partial-unet"])
 def test_loop_loss_trains_every_deterministic_kind(name: str) -> None:
     cfg = replace(CONFIGS["unet-complete"], mode="partial", name=name) if name == "partial-unet" else CONFIGS[name]
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ def _inputs(b: int, h: int, w: int, seed: int = 0):
     return image, x_m, x_m * gt, y_m, y_m * gt
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in CONFIGS.items() if not c.multi_head))  # heads: test_multi_head.py
+@pytest.mark.parametrize("name", sorted(n for n, c in CONFIGS.items() if not c.scored))  # heads, SSN: test_multi_head.py
 def test_every_config_builds_and_forwards(name):
     torch.manual_seed(0)
     net = build_network(name)
@@ -53,7 +53,7 @@ def test_every_config_builds_and_forwards(name):
         assert p.grad is not None, pname
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in CONFIGS.items() if not c.multi_head))
+@pytest.mark.parametrize("name", sorted(n for n, c in CONFIGS.items() if not c.scored))
 def test_decode_shapes_and_latent_effect(name):
     torch.manual_seed(0)
     net = build_network(name).eval()

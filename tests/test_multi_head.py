@@ -11,7 +11,7 @@ import torch
 
 import probseg
 from probseg.losses import best_candidate_weights, hard_dice, multi_head_loss, per_sample_seg_loss
-from probseg.model import CONFIGS, ModelConfig, build_network
+from probseg.model import CONFIGS, SSN_TRAIN_SAMPLES, ModelConfig, _ssn_sample, build_network
 from probseg.predictor import ProbSeg
 from probseg.train import TrainSettings, train
 
@@ -86,8 +86,12 @@ def test_heads_need_a_deterministic_punet_or_wide_network() -> None:
     assert CONFIGS["medical-heads"].multi_head and not CONFIGS["medical-heads"].stochastic
 
 
-@pytest.mark.parametrize("name", ["heads", "heads-complete", "medical-heads", "medical-heads-complete"])
-def test_every_head_respects_the_output_constraints(name: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    ["heads", "heads-complete", "medical-heads", "medical-heads-complete", "ssn", "ssn-complete", "medical-ssn",
+     "medical-ssn-complete"],
+)
+def test_every_candidate_respects_the_output_constraints(name: str) -> None:
     torch.manual_seed(0)
     net = build_network(name).eval()
     size = CONFIGS[name].work_size or 32
@@ -97,7 +101,7 @@ def test_every_head_respects_the_output_constraints(name: str) -> None:
     x_s = x_m * (torch.rand(2, 1, size, size, generator=gen) > 0.5).float()
     with torch.no_grad():
         out = net(image, x_m, x_s, x_m, x_s)
-    k = CONFIGS[name].heads
+    k = SSN_TRAIN_SAMPLES if CONFIGS[name].ssn else CONFIGS[name].heads
     assert out["pred_m"].shape == (2, k, size, size) and out["score"].shape == (2, k)
     assert ((out["score"] > 0) & (out["score"] < 1)).all()
     pm, ps = out["pred_m"], out["pred_s"]
@@ -106,12 +110,60 @@ def test_every_head_respects_the_output_constraints(name: str) -> None:
     assert torch.equal(ps[on], x_s.expand_as(ps)[on])
     if CONFIGS[name].mode == "complete":
         assert torch.equal(pm, torch.ones_like(pm))
-    # decode gives one input's heads
+    # decode gives one input's heads (an SSN's mean logits)
     with torch.no_grad():
         m1, s1 = net.decode(image[:1], x_m[:1], x_s[:1], None)
-    torch.testing.assert_close(m1, pm[0])
+        if CONFIGS[name].ssn:
+            mean_m, mean_s, _ = net.decode_candidates(image[:1], x_m[:1], x_s[:1], 1, mean=True)
+            torch.testing.assert_close(m1, mean_m[0])
+        else:
+            torch.testing.assert_close(m1, pm[0])
     with pytest.raises(ValueError, match="z"):
         net.decode(image[:1], x_m[:1], x_s[:1], torch.zeros(1, 1, 4, 4))
+
+
+def test_ssn_needs_a_deterministic_single_head_network() -> None:
+    with pytest.raises(ValueError, match="ssn_rank"):
+        ModelConfig(name="x", arch="wide", latent_dim=0, heads=2, ssn_rank=3)
+    with pytest.raises(ValueError, match="ssn_rank"):
+        ModelConfig(name="x", arch="wide", latent_dim=2, ssn_rank=3)
+    with pytest.raises(ValueError, match="ssn_rank"):
+        ModelConfig(name="x", arch="wide", latent_dim=0, ssn_rank=-1)
+    cfg = CONFIGS["medical-ssn"]
+    assert cfg.ssn and cfg.scored and cfg.sampled and not cfg.stochastic and cfg.out_channels == 2 * (2 + 10)
+
+
+def test_ssn_samples_by_hand() -> None:
+    # rank 1 on a 1 x 2 image: mean (0, 1) / (2, 3), log variance 0 / -20 (clamped to -10), factor (1, 1) / (0, 2)
+    params = torch.tensor(
+        [[[[0.0, 1.0]], [[2.0, 3.0]], [[0.0, 0.0]], [[-20.0, -20.0]], [[1.0, 1.0]], [[0.0, 2.0]]]]
+    )  # (1, 6, 1, 2)
+    gen = torch.Generator().manual_seed(4)
+    got = _ssn_sample(params, 1, 3, gen, mean=False)
+    gen = torch.Generator().manual_seed(4)
+    eps_r = torch.randn((1, 3, 1), generator=gen)
+    eps = torch.randn((1, 3, 2, 1, 2), generator=gen)
+    mu = params[0, :2]
+    factor = params[0, 4:6]
+    scale = torch.stack([torch.ones(1, 2), torch.full((1, 2), float(np.exp(-5.0)))])
+    want = torch.stack([mu + eps_r[0, i, 0] * factor + scale * eps[0, i] for i in range(3)])[None]
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(_ssn_sample(params, 1, 2, None, mean=True), mu[None, None].expand(1, 2, 2, 1, 2))
+
+
+def test_ssn_propose_draws_seeded_samples() -> None:
+    model = _untrained("medical-ssn")
+    image, mask, seg = _state()
+    a = model.propose(image, mask, seg, k=5, seed=1, return_scores=True)
+    b = model.propose(image, mask, seg, k=5, seed=1, return_scores=True)
+    c = model.propose(image, mask, seg, k=5, seed=2, return_scores=True)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], c[1])
+    assert a[0].shape == (5, 90, 110) and ((a[2] > 0) & (a[2] < 1)).all()
+    assert np.all(a[0] | ~mask[None]) and np.all(a[1] <= a[0]) and np.all(a[1][:, mask] == seg[mask])
+    mean = model.propose(image, mask, seg, k=3, mean=True)
+    assert all(np.array_equal(mean[1][i], mean[1][0]) for i in range(3))
+    assert model.is_multi and model.is_stochastic
 
 
 def _untrained(name: str = "medical-heads") -> ProbSeg:
@@ -194,9 +246,10 @@ def test_trained_heads_checkpoint_reloads_and_its_candidates_differ(trained_head
     assert metrics["target_dice_at_8"] >= metrics["target_dice_at_1"]
 
 
-def test_loop_training_is_reproducible_from_seed() -> None:
+@pytest.mark.parametrize("config", ["heads-complete", "ssn"])
+def test_loop_training_is_reproducible_from_seed(config: str) -> None:
     s = TrainSettings(
-        config="heads-complete", interaction_loop=True, steps=2, batch_size=4, n_pairs=8, n_train_images=10,
+        config=config, interaction_loop=True, steps=2, batch_size=4, n_pairs=8, n_train_images=10,
         eval_images=0, threads=1,
     )
     a, _ = train(s, progress=False)
