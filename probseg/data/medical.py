@@ -373,11 +373,13 @@ def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: 
         calibration); ``heldout_dice_z0`` (the z = 0 proposal); ``heldout_dice_best_of_k`` (the best
         of the k samples); ``heldout_added_px`` (newly decided pixels per proposal, mean over the k
         samples); ``heldout_added_accuracy`` (the fraction of those pixels labelled as the target
-        labels them, pooled over all samples); ``heldout_dice_z0_by_task``; ``heldout_k``.
+        labels them, pooled over all samples); ``heldout_pairwise_dice`` (the mean Dice between two
+        of the k proposals' foregrounds: 1 when they are all the same); ``heldout_dice_z0_by_task``;
+        ``heldout_k``. For a multi-head model "z = 0" is its top-scored head; for an SSN its mean logits.
     """
     if not examples:
         raise ValueError("examples: no held-out examples")
-    start_d, z0_d, best_d, added, right, by_task = [], [], [], [], 0, {}
+    start_d, z0_d, best_d, added, right, by_task, pairwise = [], [], [], [], 0, {}, []
     total_added = 0
     for i, ex in enumerate(examples):
         mask, seg = click_start(ex.target)
@@ -388,6 +390,7 @@ def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: 
         by_task.setdefault(ex.task, []).append(z0)
         masks, segs = model.propose(ex.image, mask, seg, k=k, seed=seed + i)
         best_d.append(max(dice(s, ex.target) for s in segs))
+        pairwise.extend(dice(segs[a], segs[b]) for a in range(len(segs)) for b in range(a + 1, len(segs)))
         new = masks & ~mask[None]
         added.append(float(new.sum(axis=(1, 2)).mean()))
         total_added += int(new.sum())
@@ -401,5 +404,6 @@ def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: 
         "heldout_dice_best_of_k": float(np.mean(best_d)),
         "heldout_added_px": float(np.mean(added)),
         "heldout_added_accuracy": float(right / total_added) if total_added else float("nan"),
+        "heldout_pairwise_dice": float(np.mean(pairwise)) if pairwise else 1.0,
         "heldout_dice_z0_by_task": {t: float(np.mean(v)) for t, v in sorted(by_task.items())},
     }

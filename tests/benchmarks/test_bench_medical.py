@@ -41,7 +41,7 @@ def threads(request) -> int:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module", params=["medical", "medical-unet-complete"])
+@pytest.fixture(scope="module", params=["medical", "medical-unet-complete", "medical-heads", "medical-ssn"])
 def model(request) -> ProbSeg:
     torch.manual_seed(0)
     return ProbSeg(build_network(request.param), name=f"untrained-{request.param}")
