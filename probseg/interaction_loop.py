@@ -16,7 +16,10 @@ whole target):
 What the network is fed follows the simulator: a partial model gets the accepted state (the chosen
 proposal with the clicks on it), a complete model the annotator's own input (the start and the
 clicks). The target is the whole target for a complete model, and a larger partial target drawn from
-the state (:func:`probseg.data.partials.larger_target`) for a partial one.
+the state (:func:`probseg.data.partials.larger_target`) for a partial one. The previous prediction is
+no extra input channel (RITM and ScribblePrompt feed it as one): a partial model already sees it as
+the accepted state, and a complete model sees, here as in the simulator, the annotator's input alone,
+so ``propose`` keeps its contract and no method needs to carry state between calls.
 
 Multi-head networks (``heads`` > 1) and SSNs (``ssn_rank`` > 0, over their samples) train with the
 best-candidate loss (:func:`probseg.losses.multi_head_loss`): its soft-minimum temperature falls
