@@ -1,0 +1,68 @@
+"""How the report's markdown writes numbers, CIs, differences, p-values and tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def _fmt_value(metric: str, v: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    if metric.startswith("nof_"):
+        return f"{v:.0f}"
+    if metric.startswith("dice") or metric == "final_dice":
+        return f"{v:.3f}"
+    return f"{v:.2f}"
+
+
+def _fmt_ci(metric: str, v: float, lo: float, hi: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    return f"{_fmt_value(metric, v)} [{_fmt_value(metric, lo)}, {_fmt_value(metric, hi)}]"
+
+
+def _fmt_diff(metric: str, v: float, lo: float, hi: float) -> str:
+    if not math.isfinite(v):
+        return "–"
+    if metric.startswith("nof_"):
+        digits = 0
+    else:
+        digits = 3 if metric.startswith("dice") or metric == "final_dice" else 2
+        if max(abs(v), abs(lo), abs(hi)) < 0.1:
+            digits += 1  # small differences keep a significant digit
+    return f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    esc = [str(h).replace("|", "\\|") for h in header]
+    lines = ["| " + " | ".join(esc) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return lines
+
+
+def _fmt_ci_short(metric: str, v: float, lo: float, hi: float) -> str:
+    """``value [lo, hi]``, or ``value [–]`` where there is no CI (a single image)."""
+    if v is None or not math.isfinite(v):
+        return "–"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{_fmt_value(metric, v)} [–]"
+    return _fmt_ci(metric, v, lo, hi)
+
+
+def _fmt_diff_short(metric: str, v: float, lo: float, hi: float) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _fmt_diff(metric, v, v, v).split(" ")[0] + " [–]"
+    return _fmt_diff(metric, v, lo, hi)
+
+
