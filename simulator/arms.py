@@ -92,6 +92,8 @@ class Arm:
         variant: the protocol variant (``default`` when none).
         reference: the label of the arm a study compares this one with ("" when the study does not
             say; then the report's single reference is used).
+        base: the arm as the study file names it, before the variant and training seed are appended
+            (default: the label); figures draw one line per base.
     """
 
     label: str
@@ -103,10 +105,13 @@ class Arm:
     train_seed: int | None = None
     variant: str = "default"
     reference: str = ""
+    base: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.label
+        if not self.base:
+            self.base = self.label
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def load_study(path: str | os.PathLike) -> tuple[dict[str, Any], list[Arm]]:
             train_seed=None if seed is None else int(seed), variant=str(spec.get("variant") or "default"),
         )
         arm.reference = str(spec.get("reference") or "")
+        arm.base = str(spec.get("base") or label)
         arms.append(arm)
     labels = [a.label for a in arms]
     dup = sorted({x for x in labels if labels.count(x) > 1})

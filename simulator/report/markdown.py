@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +144,61 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
               "other settings differing from "
               f"`{ref.label}`"]
     rows = []
-    skip = {"method", "checkpoint", "policy", "k", "chunk_size"}
     for a in arms:
-        diff = [f"{k}={a.settings.get(k)}" for k in sorted(set(a.settings) | set(s))
-                if k not in skip and a.settings.get(k) != s.get(k)]
+        diff = settings_differences(a.settings, s)
         ckpt = a.settings.get("checkpoint") or a.config.get("method", {}).get("checkpoint") or ""
         rows.append([f"`{a.label}`", a.method, a.kind, Path(str(ckpt)).name if ckpt else _walker_cell(a),
                      a.settings.get("policy"), a.settings.get("k"), a.variant, ", ".join(diff) or "–"])
     lines += ["### Arms", ""] + _md_table(header, rows) + [""]
     return lines
+
+
+# Settings the arms table shows in their own columns, or that never change a session's numbers.
+_SHOWN_APART = frozenset({"method", "checkpoint", "policy", "k", "chunk_size"})
+
+
+def _policy_defaults(policy: Any) -> dict[str, Any] | None:
+    """The settings the named policy takes, with their defaults; None for a policy this code does not know."""
+    from ..policies import POLICIES
+
+    cls = POLICIES.get(str(policy))
+    if cls is None:
+        return None
+    return {f.name: f.default for f in fields(cls)}
+
+
+def settings_differences(settings: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """``key=value`` for each run setting of an arm that differs from its reference's, sorted by key.
+
+    A policy's own setting (``epsilon`` of ``noisy-best-of-k``; ``error_weight`` and ``acceptance`` of
+    the oracles) counts only for an arm whose policy takes it: every run records it, but a policy
+    without it never reads it. Where the reference's policy does not take it either, the arm's value is
+    compared with its policy's default. The settings the arms table has columns for are left out.
+    """
+    known = _policy_defaults(settings.get("policy"))
+    ref_known = _policy_defaults(reference.get("policy"))
+    policy_keys = _all_policy_settings()
+    out = []
+    for k in sorted(set(settings) | set(reference)):
+        if k in _SHOWN_APART:
+            continue
+        v = settings.get(k)
+        if k in policy_keys and known is not None:
+            if k not in known:
+                continue  # the arm's policy never reads it
+            base = reference.get(k) if ref_known is None or k in ref_known else known[k]
+        else:
+            base = reference.get(k)
+        if v != base:
+            out.append(f"{k}={v}")
+    return out
+
+
+def _all_policy_settings() -> set[str]:
+    """Every setting some shipped policy takes."""
+    from ..policies import POLICIES
+
+    return {f.name for cls in POLICIES.values() for f in fields(cls)}
 
 
 def _walker_cell(arm: Arm) -> str:

@@ -13,7 +13,7 @@ from probseg.atomic import atomic_write
 
 from ..arms import Arm, image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
-from .figure_set import _figures
+from .figure_set import _figure_lines, _figures
 from .load import _check_paired, _image_set_warning, load_inputs
 from .markdown import (
     _comparison_lines,
@@ -193,7 +193,7 @@ def write_report(
 
     figs: list[tuple[str, Path]] = []
     if figures and arms:
-        figs, fwarn = _figures(arms, summary, str(reference), out, n_boot, seed)
+        figs, fwarn = _figures(arms, summary, str(reference), out, n_boot, seed, set(ref_map.values()))
         warns += fwarn
         for _, p in figs:
             written[p.name] = p
@@ -225,24 +225,7 @@ def write_report(
         rl, rw = _reproduce_lines(study, study_dir, out)
         lines += rl
         warns += rw
-    if figs:
-        lines += ["## Figures", ""]
-        captions = {
-            "dice-vs-clicks.png": "mean Dice after c clicks (a session's Dice at the first iteration with at least "
-                                  "c clicks, else its last Dice); bands: 95% CI, images resampled.",
-            "dice-vs-effort.png": "mean Dice on screen after t annotator seconds (clicks, inspections and choices "
-                                  "priced with the run's effort model; 0 before the first proposal); bands: 95% CI.",
-            "dice-vs-iteration.png": "mean Dice at each iteration; bands: 95% CI.",
-            "noc90.png": "NoC@0.90 per arm, mean and 95% CI, best at the top.",
-            "k-sweep.png": "NoC@0.90 and effort against K for arms that differ only in K.",
-            "dice-vs-clicks-per-task.png": "mean Dice after c clicks per task, a line per arm (no CI bands: a task "
-                                           "holds only a few images).",
-        }
-        for title_, p in figs:
-            cap = captions.get(p.name, "first iterations of a replayed session: the candidates (chosen one in a gold "
-                                       "frame), the robot's clicks (green positive, red negative) and the state after "
-                                       "them; red: decided foreground, blue: decided background.")
-            lines += [f"### {title_}", "", f"![{title_}]({p.name})", "", cap, ""]
+    lines += _figure_lines(figs)
     if arms:
         lines += ["## Files", "",
                   "- `summary.csv`: one row per arm, every metric with its 95% CI (`M`, `M_lo`, `M_hi`).",
