@@ -325,7 +325,7 @@ NOC_ROWS = 24  # arms per panel of the NoC figure (points with CI bars, one row 
 def plot_noc90(summary: pd.DataFrame, path: str | os.PathLike, metric: str = "noc_90",
                arms: Sequence[Arm] | None = None, palette: Palette | None = None,
                references: Collection[str] = ()) -> Path:
-    """``metric`` (default NoC@0.90) per arm as points with 95% CI bars, arms ordered by the value
+    """``metric`` (default NoC@90) per arm as points with 95% CI bars, arms ordered by the value
     (best at the top); ``summary`` is :func:`simulator.report.summary_table`'s output.
 
     With ``arms`` (the arms of ``summary``) the points take their method's colour and the arms are
@@ -416,7 +416,7 @@ def _k_sweeps(arms: Sequence[Arm]) -> list[tuple[str, list[int]]]:
 
 def plot_k_sweep(arms: Sequence[Arm], summary: pd.DataFrame, path: str | os.PathLike,
                  palette: Palette | None = None) -> Path | None:
-    """NoC@0.90 and effort against K (log2 axis), one line per method whose arms differ only in K, in
+    """NoC@90 and effort against K (log2 axis), one line per method whose arms differ only in K, in
     its family's colour (a line style per line of a family, e.g. per training seed); circles for
     partial methods, squares for complete ones. None (nothing drawn) without a sweep."""
     sweeps = _k_sweeps(arms)

@@ -12,12 +12,12 @@ is an *arm*. Output, in the ``out`` folder:
   per-session differences, Holm-adjusted p-values across arms (per metric), the effort tie ratio and,
   on the primary endpoint's rows, the minimal detectable difference (``mdd``);
 * for real-image studies (sessions of more than one task, or of one task other than ``disks``):
-  ``per_task.csv`` (per task and arm: the endpoint and NoC@0.90 with CIs over the task's images, and
+  ``per_task.csv`` (per task and arm: the endpoint and NoC@90 with CIs over the task's images, and
   the paired difference against the reference); for arms with the human start (one session per
   annotator): ``per_annotator.csv``; for arms that differ only in start, one of them human:
   ``starts.csv`` (each simulated start against the human start, paired by image);
 * ``report.md`` and PNG figures (Dice against clicks, annotator seconds and iterations; Dice
-  against clicks per task when there are several; NoC@0.90 per arm; a K sweep when there is one; a
+  against clicks per task when there are several; NoC@90 per arm; a K sweep when there is one; a
   replayed example session per method).
 
 Arms may hold different sessions (a human start runs one per annotator of an image, a simulated

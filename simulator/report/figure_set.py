@@ -53,10 +53,10 @@ def _figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out: Pa
                  plot_dice_vs_effort(curves, out / "dice-vs-effort.png", n_boot, seed, **style)))
     figs.append((f"Dice per iteration{note}", plot_dice_vs_iteration(curves, out / "dice-vs-iteration.png", n_boot, seed,
                                                                     **style)))
-    figs.append(("NoC@0.90 per arm", plot_noc90(summary, out / "noc90.png", arms=arms, **style)))
+    figs.append(("NoC@90 per arm", plot_noc90(summary, out / "noc90.png", arms=arms, **style)))
     ks = plot_k_sweep(arms, summary, out / "k-sweep.png", palette)
     if ks is not None:
-        figs.append(("NoC@0.90 and effort against K", ks))
+        figs.append(("NoC@90 and effort against K", ks))
     ref = next(a for a in arms if a.label == reference)
     chosen: dict[str, Arm] = {ref.method: ref}
     for a in arms:
@@ -82,8 +82,8 @@ _CAPTIONS = {
     "dice-vs-effort.png": "mean Dice on screen after t annotator seconds (clicks, inspections and choices "
                           "priced with the run's effort model; 0 before the first proposal); bands: 95% CI.",
     "dice-vs-iteration.png": "mean Dice at each iteration; bands: 95% CI.",
-    "noc90.png": "NoC@0.90 per arm, mean and 95% CI, best at the top.",
-    "k-sweep.png": "NoC@0.90 and effort against K for arms that differ only in K.",
+    "noc90.png": "NoC@90 per arm, mean and 95% CI, best at the top.",
+    "k-sweep.png": "NoC@90 and effort against K for arms that differ only in K.",
     "dice-vs-clicks-per-task.png": "mean Dice after c clicks per task, a line per arm (no CI bands: a task "
                                    "holds only a few images).",
 }

@@ -6,21 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-
-def _fmt_value(metric: str, v: float) -> str:
-    if v is None or not math.isfinite(v):
-        return "–"
-    if metric.startswith("nof_"):
-        return f"{v:.0f}"
-    if metric.startswith("dice") or metric == "final_dice":
-        return f"{v:.3f}"
-    return f"{v:.2f}"
+from ..arms import format_metric
 
 
 def _fmt_ci(metric: str, v: float, lo: float, hi: float) -> str:
     if v is None or not math.isfinite(v):
         return "–"
-    return f"{_fmt_value(metric, v)} [{_fmt_value(metric, lo)}, {_fmt_value(metric, hi)}]"
+    return f"{format_metric(metric, v)} [{format_metric(metric, lo)}, {format_metric(metric, hi)}]"
 
 
 def _fmt_diff(metric: str, v: float, lo: float, hi: float) -> str:
@@ -54,7 +46,7 @@ def _fmt_ci_short(metric: str, v: float, lo: float, hi: float) -> str:
     if v is None or not math.isfinite(v):
         return "–"
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{_fmt_value(metric, v)} [–]"
+        return f"{format_metric(metric, v)} [–]"
     return _fmt_ci(metric, v, lo, hi)
 
 

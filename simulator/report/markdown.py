@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..arms import EFFORT_TARGET, Arm, arm_effort_counts, metric_label, session_tasks
+from ..arms import EFFORT_TARGET, Arm, arm_effort_counts, format_metric, metric_label, metric_legend, session_tasks
 from ..metrics import mean_counts
-from .formatting import _fmt_ci, _fmt_diff, _fmt_p, _fmt_value, _md_table
+from .formatting import _fmt_ci, _fmt_diff, _fmt_p, _md_table
 from .load import _image_set, _session_keys
 from .real_tables import has_real_tasks
 from .tables import PREVIOUS_PROTOCOL_FILE, protocol_change_table
@@ -68,7 +68,7 @@ def _protocol_change_lines(summary: pd.DataFrame, out: Path, endpoint: str) -> l
                 cells.append("–")
                 continue
             b, a, c = by.at[m, "before"], by.at[m, "after"], by.at[m, "change"]
-            cells.append(f"{_fmt_value(m, b)} → {_fmt_value(m, a)} ({'+' if c >= 0 else ''}{_fmt_value(m, c)})")
+            cells.append(f"{format_metric(m, b)} → {format_metric(m, a)} ({'+' if c >= 0 else ''}{format_metric(m, c)})")
         rows.append([f"`{label}`"] + cells)
     return lines + _md_table(header, rows) + [""]
 
@@ -227,13 +227,13 @@ def _headline_lines(summary: pd.DataFrame, metrics: Sequence[str], endpoint: str
     header = ["arm"] + [f"**{metric_label(endpoint)}** (endpoint)"] + [metric_label(m) for m in first[1:]]
     rows = [[f"`{r['label']}`"] + [_fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in first]
             for _, r in summary.iterrows()]
-    lines += _md_table(header, rows) + [""]
+    lines += _md_table(header, rows) + ["", metric_legend(first), ""]
     if rest:
         header = ["arm"] + [metric_label(m) for m in rest]
         rows = [[f"`{r['label']}`"] + [_fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in rest]
                 for _, r in summary.iterrows()]
         lines += ["Dice and boundary metrics (– where no session ran that many iterations):", ""]
-        lines += _md_table(header, rows) + [""]
+        lines += _md_table(header, rows) + ["", metric_legend(rest), ""]
     return lines
 
 
@@ -287,7 +287,7 @@ def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: s
     ref_of = {lab: by[(lab, endpoint)]["reference"] for lab in labels}
     header = ["arm"] + (["reference"] if several else []) + [
         f"**{metric_label(endpoint)} (primary)** diff [95% CI]", "p (Wilcoxon)", "p (Holm)",
-        "effort (s) diff [95% CI]", "p (Holm)", "NoF@0.90 diff [95% CI]", "tie c_choose/c_click"]
+        "effort (s) diff [95% CI]", "p (Holm)", f"{metric_label('nof_90')} diff [95% CI]", "tie c_choose/c_click"]
     rows = []
     for lab in labels:
         p, e, f = by[(lab, endpoint)], by.get((lab, "effort_s")), by.get((lab, "nof_90"))
@@ -356,8 +356,8 @@ def _multi_seed_lines(seeds: pd.DataFrame, endpoint: str) -> list[str]:
     for _, r in seeds.iterrows():
         row = [f"`{r['name']}`", f"{r['n_seeds']} ({r['train_seeds']})"]
         for m in (endpoint, "effort_s"):
-            row += [_fmt_value(m, r[f"{m}_mean"]), _fmt_value(m, r[f"{m}_sd"]),
-                    f"{_fmt_value(m, r[f'{m}_min'])}–{_fmt_value(m, r[f'{m}_max'])}"]
+            row += [format_metric(m, r[f"{m}_mean"]), format_metric(m, r[f"{m}_sd"]),
+                    f"{format_metric(m, r[f'{m}_min'])}–{format_metric(m, r[f'{m}_max'])}"]
         rows.append(row)
     return lines + _md_table(header, rows) + [""]
 

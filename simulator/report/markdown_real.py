@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..arms import annotator_index, lower_is_better, metric_label, metric_statistic
-from .formatting import _fmt_ci_short, _fmt_diff, _fmt_diff_short, _fmt_value, _md_table
+from ..arms import annotator_index, format_metric, lower_is_better, metric_label, metric_statistic
+from .formatting import _fmt_ci_short, _fmt_diff, _fmt_diff_short, _md_table
 from .real_tables import ALL_TASKS, _endpoint_metrics
 from .tables import MDD_ALPHA, MDD_POWER
 
@@ -39,7 +39,7 @@ def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint
     lines = ["## Smallest detectable difference", ""]
     if math.isfinite(overall):
         lines.append(f"With {n_images} images this study can detect differences of about "
-                     f"**{_fmt_value(endpoint, overall)}** in {label} between an arm and its reference (two-sided "
+                     f"**{format_metric(endpoint, overall)}** in {label} between an arm and its reference (two-sided "
                      f"alpha {MDD_ALPHA:g}, power {MDD_POWER:g}; the root-mean-square over the {len(prim)} "
                      "comparison(s)). A smaller true difference would often be missed: a CI that includes zero here "
                      "does not show that two arms are equal.")
@@ -53,7 +53,7 @@ def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint
                   "; for a count (NoF) the MDD of the difference in counts is "
                   f"{z:.2f} × SD × √n, SD over the per-image sums" if metric_statistic(endpoint) == "sum" else "")
               + ". A normal approximation: with few images it is optimistic.", ""]
-    rows = [[f"`{r['label']}`", f"`{r['reference']}`", n_of[r["label"]], _fmt_value(endpoint, r["mdd"]),
+    rows = [[f"`{r['label']}`", f"`{r['reference']}`", n_of[r["label"]], format_metric(endpoint, r["mdd"]),
              _fmt_diff(endpoint, r["diff"], r["diff_lo"], r["diff_hi"])] for _, r in prim.iterrows()]
     lines += _md_table(["arm", "reference", "images", f"MDD ({label})", "observed difference [95% CI]"], rows) + [""]
     if per_task is not None and not per_task.empty:
@@ -61,8 +61,8 @@ def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint
         rows = []
         for task, g in pt.groupby("task", sort=True):
             finite = g["mdd"][np.isfinite(g["mdd"])]
-            span = f"{_fmt_value(endpoint, finite.min())}–{_fmt_value(endpoint, finite.max())}" if len(finite) else "–"
-            rows.append([task or "(none)", int(g["n_images"].max()), _fmt_value(endpoint, _rms(g["mdd"].tolist())),
+            span = f"{format_metric(endpoint, finite.min())}–{format_metric(endpoint, finite.max())}" if len(finite) else "–"
+            rows.append([task or "(none)", int(g["n_images"].max()), format_metric(endpoint, _rms(g["mdd"].tolist())),
                          span])
         if rows:
             lines += ["Per task, from the task's own images only (– with a single image):", ""]
@@ -125,9 +125,9 @@ def _per_annotator_lines(per_annotator: pd.DataFrame, endpoint: str) -> list[str
         for (label, task), g in part.groupby(["label", "task"], sort=False):
             v = dict(zip(g["annotator"], g["value"]))
             r = g.iloc[0]
-            rows.append([f"`{label}`", task] + [_fmt_value(endpoint, v.get(a, float("nan"))) for a in annotators] + [
-                _fmt_value(endpoint, r["annotators_mean"]), _fmt_value(endpoint, r["annotators_sd"]),
-                f"{_fmt_value(endpoint, r['annotators_min'])}–{_fmt_value(endpoint, r['annotators_max'])}"])
+            rows.append([f"`{label}`", task] + [format_metric(endpoint, v.get(a, float("nan"))) for a in annotators] + [
+                format_metric(endpoint, r["annotators_mean"]), format_metric(endpoint, r["annotators_sd"]),
+                f"{format_metric(endpoint, r['annotators_min'])}–{format_metric(endpoint, r['annotators_max'])}"])
         return rows
 
     lines += _md_table(header, table(all_rows)) + [""]
@@ -196,8 +196,8 @@ def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]
         elif (better or worse) and not (better and worse) and not open_:
             good = bool(better)
             size = sorted(abs(float(x)) for x in g["diff_vs_human"])
-            amount = _fmt_value(endpoint, size[0]) if len(size) == 1 or _fmt_value(endpoint, size[0]) == _fmt_value(
-                endpoint, size[-1]) else f"{_fmt_value(endpoint, size[0])}–{_fmt_value(endpoint, size[-1])}"
+            amount = format_metric(endpoint, size[0]) if len(size) == 1 or format_metric(endpoint, size[0]) == format_metric(
+                endpoint, size[-1]) else f"{format_metric(endpoint, size[0])}–{format_metric(endpoint, size[-1])}"
             direction = ("lower" if low else "higher") if good else ("higher" if low else "lower")
             verdict = (f"simulated {start} are a {'better' if good else 'worse'} start than the human scribbles for "
                        f"{'every method' if n > 1 else 'the method'} ({label} {direction} by {amount}, the 95% CI "

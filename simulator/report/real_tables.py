@@ -72,7 +72,7 @@ def per_task_table(
     n_boot: int = DEFAULT_N_BOOT,
     seed: int = DEFAULT_SEED,
 ) -> pd.DataFrame:
-    """Per task and arm, the endpoint and NoC@0.90 with 95% CIs that resample the task's images, and the
+    """Per task and arm, the endpoint and NoC@90 with 95% CIs that resample the task's images, and the
     paired difference against the arm's reference within the task (columns :data:`PER_TASK_COLUMNS`).
 
     One row per (task, arm, metric); tasks sorted, arms in the given order. ``value`` is the mean over
@@ -132,7 +132,7 @@ def _annotator_arms(arms: Sequence[Arm]) -> list[Arm]:
 
 
 def per_annotator_table(arms: Sequence[Arm], endpoint: str = DEFAULT_ENDPOINT) -> pd.DataFrame:
-    """For human-start arms: the endpoint and NoC@0.90 per annotator, and their spread across annotators.
+    """For human-start arms: the endpoint and NoC@90 per annotator, and their spread across annotators.
 
     One row per (arm, task, metric, annotator) (columns :data:`PER_ANNOTATOR_COLUMNS`): ``value`` is the
     mean over the annotator's sessions (``nof_T``: the count), ``n_images`` how many images the annotator
@@ -236,7 +236,7 @@ def starts_table(
     have different numbers of annotators; for ``nof_T`` it is the share of failed sessions, not a
     count). ``diff_vs_human`` is the mean over the images of (simulated - human), with a bootstrap CI
     resampling images (paired by image). Rows per group, task (``all``, then each task when there
-    are several), metric (the endpoint and NoC@0.90) and start, the human start first (its
+    are several), metric (the endpoint and NoC@90) and start, the human start first (its
     ``diff_vs_human`` NaN). A task with one image has NaN CIs.
     """
     groups = start_groups(arms)

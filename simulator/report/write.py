@@ -236,11 +236,11 @@ def write_report(
                   "session and their positive share.",
                   ]
         if per_task is not None:
-            lines.append("- `per_task.csv`: per task, arm and metric (endpoint and NoC@0.90): value with CI over the "
+            lines.append("- `per_task.csv`: per task, arm and metric (endpoint and NoC@90): value with CI over the "
                          "task's images, paired difference against the reference with CI, and the task's `mdd`.")
         if per_annotator is not None:
             lines.append("- `per_annotator.csv`: human-start arms, per annotator (all tasks, then per task): the mean "
-                         "endpoint and NoC@0.90, and the spread across annotators.")
+                         "endpoint and NoC@90, and the spread across annotators.")
         if starts is not None:
             lines.append("- `starts.csv`: arms differing only in start: each start's value over images and the "
                          "paired difference of each simulated start against the human start, with CIs.")
