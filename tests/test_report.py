@@ -254,6 +254,7 @@ def test_study_with_only_a_reproduce_section(runs, tmp_path):
     assert res["summary"].empty and res["comparison"].empty
     text = (study / "report.md").read_text()
     assert "## Reproducing the paper" in text and "0.680" in text
+    assert "| target Dice@1 |" in text and "target_dice_at_1" not in text  # the field's label, not the column key
 
 
 def test_study_compares_each_arm_with_the_reference_of_its_variant(runs, tmp_path):

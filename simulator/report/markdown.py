@@ -211,6 +211,8 @@ def _walker_cell(arm: Arm) -> str:
     return f"beta {float(beta):g}" + (f", {mode}" if mode else "")
 
 
+# Up to this many compared arms, the secondary-metrics table has a column per arm; beyond, a row per arm.
+SECONDARY_ARM_COLUMNS = 4
 _HEADLINE = ("noc_85", "noc_90", "noi_90", "nof_90", "effort_s")
 
 
@@ -330,17 +332,20 @@ def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: s
     lines += _md_table(header, rows) + [""]
     secondary = [m for m in metrics if m != endpoint]
     if secondary:
-        header = ["metric"] + [f"`{lab}`" + (f" vs `{ref_of[lab]}`" if several else "") for lab in labels]
-        rows = []
-        for m in secondary:
-            cells = []
-            for lab in labels:
-                r = by[(lab, m)]
-                cells.append("–" if not math.isfinite(r["diff"]) else
-                             f"{_fmt_diff(m, r['diff'], r['diff_lo'], r['diff_hi'])}, Holm p {_fmt_p(r['p_holm'])}")
-            rows.append([metric_label(m)] + cells)
+        def cell(lab: str, m: str) -> str:
+            r = by[(lab, m)]
+            return ("–" if not math.isfinite(r["diff"]) else
+                    f"{_fmt_diff(m, r['diff'], r['diff_lo'], r['diff_hi'])}, Holm p {_fmt_p(r['p_holm'])}")
+
+        if len(labels) <= SECONDARY_ARM_COLUMNS:  # few comparisons: a column each, a row per metric
+            header = ["metric"] + [f"`{lab}`" + (f" vs `{ref_of[lab]}`" if several else "") for lab in labels]
+            rows = [[metric_label(m)] + [cell(lab, m) for lab in labels] for m in secondary]
+        else:  # many: a row per comparison, so the table does not grow a column per arm
+            header = ["arm"] + (["reference"] if several else []) + [metric_label(m) for m in secondary]
+            rows = [[f"`{lab}`"] + ([f"`{ref_of[lab]}`"] if several else []) + [cell(lab, m) for m in secondary]
+                    for lab in labels]
         lines += ["Secondary metrics, difference against the reference [95% CI] and Holm p:", ""]
-        lines += _md_table(header, rows) + [""]
+        lines += _md_table(header, rows) + ["", metric_legend(secondary), ""]
     return lines
 
 

@@ -219,6 +219,22 @@ def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]
     return lines
 
 
+# reproduce.csv's columns as the table names them (probseg-reproduce prints the same quantities).
+_REPRODUCE_LABELS = {
+    "added_fg_px": "added foreground px / proposal", "added_bg_px": "added background px / proposal",
+    "max_dice": "max Dice over disk subsets (added region)", "threshold_max_dice": "same, Otsu threshold",
+    "mean_target_dice": "target Dice, z = 0 (deterministic)", "mean_added_fg_px": "added foreground px, z = 0",
+    "mean_added_bg_px": "added background px, z = 0", "n_images": "held-out images",
+}
+
+
+def _reproduce_label(column: str) -> str:
+    """``target_dice_at_8`` -> ``target Dice@8``; the other columns by :data:`_REPRODUCE_LABELS`."""
+    if column.startswith("target_dice_at_"):
+        return f"target Dice@{column.removeprefix('target_dice_at_')}"
+    return _REPRODUCE_LABELS.get(column, f"`{column}`")
+
+
 def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple[list[str], list[str]]:
     spec = study.get("reproduce")
     if not spec:
@@ -242,7 +258,7 @@ def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple
         for c in df.columns:
             if c == "checkpoint":
                 continue
-            cells = [f"`{c}`"]
+            cells = [_reproduce_label(c)]
             for v in df[c]:
                 if isinstance(v, (float, np.floating)):
                     cells.append("–" if not math.isfinite(v) else f"{v:.1f}" if c.endswith("_px") else f"{v:.3f}")
