@@ -132,7 +132,7 @@ def arm_panels(arms: Sequence[Arm], references: Collection[str] = (), max_lines:
     facet = _facet_key(arms)
     groups: dict[str, list[Arm]] = {}
     for a in arms:
-        groups.setdefault("" if facet is None else f"{facet[0]} {facet[1](a)}", []).append(a)
+        groups.setdefault("" if facet is None else f"{facet[0]}: {facet[1](a)}", []).append(a)
     out: list[tuple[str, list[Arm]]] = []
     for title, members in groups.items():
         if len(members) <= max_lines:
@@ -159,6 +159,20 @@ def _join(*parts: str) -> str:
 def _grid(n_panels: int, n_cols: int | None = None) -> tuple[int, int]:
     cols = n_cols or (1 if n_panels == 1 else 2 if n_panels in (2, 4) else 3)
     return -(-n_panels // cols), cols
+
+
+def _label_grid(axes: Sequence[Any], n_panels: int, n_cols: int, xlabel: str, ylabel: str | None) -> None:
+    """Hide the grid's unused axes; label x (with tick labels) under the lowest panel of each column,
+    and y on the first column."""
+    for ax in axes[n_panels:]:
+        ax.set_axis_off()
+    for col in range(min(n_cols, n_panels)):
+        lowest = axes[col + n_cols * ((n_panels - 1 - col) // n_cols)]
+        lowest.tick_params(labelbottom=True)
+        lowest.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        for ax in axes[:n_panels:n_cols]:
+            ax.set_ylabel(ylabel, fontsize=8)
 
 
 def _legend_below(fig: Any, entries: dict[str, Any], width: float) -> None:
@@ -209,12 +223,7 @@ def _curve_panels(
         ax.set_title(panel_title, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=8)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
-    for ax in axes[(n_rows - 1) * n_cols:]:
-        ax.set_xlabel(xlabel, fontsize=8)
-    for ax in axes[::n_cols]:
-        ax.set_ylabel("mean Dice", fontsize=8)
+    _label_grid(axes, len(panels), n_cols, xlabel, "mean Dice")
     axes[0].set_ylim(max(0.0, min(lows, default=1.0) - 0.03), 1.01)
     fig.suptitle(title, fontsize=10)
     _legend_below(fig, entries, width)
@@ -280,12 +289,7 @@ def plot_dice_vs_clicks_per_task(arms: Sequence[Arm], path: str | os.PathLike, p
         ax.set_title(_join(group, f"{task or '(no task)'} ({n_img} image{'s' if n_img != 1 else ''})"), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-    for ax in axes[len(groups) * len(tasks):]:
-        ax.set_axis_off()
-    for ax in axes[(n_rows - 1) * n_cols:]:
-        ax.set_xlabel("clicks (start inputs included)", fontsize=8)
-    for ax in axes[::n_cols]:
-        ax.set_ylabel("mean Dice", fontsize=8)
+    _label_grid(axes, len(groups) * len(tasks), n_cols, "clicks (start inputs included)", "mean Dice")
     axes[0].set_ylim(max(0.0, low - 0.03), 1.01)
     fig.suptitle("Dice against clicks per task (means; no CI bands)", fontsize=10)
     _legend_below(fig, entries, width)
@@ -360,12 +364,9 @@ def plot_noc90(summary: pd.DataFrame, path: str | os.PathLike, metric: str = "no
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_title(title, fontsize=9)
         ax.grid(True, axis="x", alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
     label = (f"{metric_label(metric)} (mean, 95% CI; lower is better)" if lower_is_better(metric)
              else f"{metric_label(metric)} (mean, 95% CI)")
-    for ax in axes[(n_rows - 1) * n_cols:]:
-        ax.set_xlabel(label, fontsize=8)
+    _label_grid(axes, len(panels), n_cols, label, None)
     return _save(fig, Path(path))
 
 

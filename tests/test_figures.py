@@ -69,7 +69,7 @@ def test_palette_gives_a_method_one_colour_and_its_arms_distinct_styles():
 
 def test_panels_by_start_hold_at_most_max_lines():
     panels = arm_panels(_medscribble_like(), references={"unet-complete | human"})
-    assert [t for t, _ in panels] == ["variant human", "variant scribbles", "variant clicks"]
+    assert [t for t, _ in panels] == ["variant: human", "variant: scribbles", "variant: clicks"]
     assert all(len(m) == 7 for _, m in panels)
 
 

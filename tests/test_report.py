@@ -130,6 +130,11 @@ def test_comparison_against_reference(runs, tmp_path):
     assert comp["tie_choose_click_ratio"].notna().all()
     text = (tmp_path / "report.md").read_text()
     assert "**effort (s) (primary)**" in text and "Tie ratio" in text
+    # Tables name metrics by the field's labels, each with a one-line legend, never by column keys.
+    results = text[text.index("## Results per arm"):text.index("## How sessions ended")]
+    assert "| NoC@85 | NoC@90 | NoI@90 | NoF@90 |" in results, results
+    assert "\neffort: annotator seconds to Dice 0.90; NoC@T: clicks" in results  # the legend, endpoint first
+    assert not any(key in results for key in ("noc_90", "nof_90", "dice_at_clicks_5"))
 
 
 def test_effort_counts_and_curves_match_session_metrics(runs):

@@ -18,7 +18,8 @@ is an *arm*. Output, in the ``out`` folder:
   ``starts.csv`` (each simulated start against the human start, paired by image);
 * ``report.md`` and PNG figures (Dice against clicks, annotator seconds and iterations; Dice
   against clicks per task when there are several; NoC@90 per arm; a K sweep when there is one; a
-  replayed example session per method).
+  replayed example session per method), each method in one colour throughout and no panel with more
+  than 8 arms.
 
 Arms may hold different sessions (a human start runs one per annotator of an image, a simulated
 start one per image): each arm is paired with its reference, which must hold the same sessions, and
@@ -36,6 +37,7 @@ The arms and their metrics are :mod:`simulator.arms`, the statistics :mod:`simul
 Dice curves :mod:`simulator.curves` and the figures :mod:`simulator.figures`; their public names
 are importable from here too.
 """
+
 from __future__ import annotations
 
 from ..arms import METRICS, Arm, arm_effort_counts, metric_matrix
