@@ -291,7 +291,7 @@ def test_arms_table_shows_a_policy_setting_only_for_policies_that_take_it():
     """Defect (issue 16): every arm showed ``epsilon=0.1`` as a difference, policies without an epsilon too."""
     from hand_arms import hand_arm
 
-    from simulator.report.markdown import _setup_lines, settings_differences
+    from simulator.report.markdown import setup_lines, settings_differences
 
     ref = {"policy": "noisy-best-of-k", "epsilon": 0.0, "error_weight": 2.0, "acceptance": "no-worse-dice", "seed": 0}
     assert settings_differences({**ref, "epsilon": 0.3}, ref) == ["epsilon=0.3"]
@@ -308,5 +308,5 @@ def test_arms_table_shows_a_policy_setting_only_for_policies_that_take_it():
             for lab, pol, eps, k in (("noisy eps=0", "noisy-best-of-k", 0.0, 8), ("noisy eps=0.1", "noisy-best-of-k", 0.1, 8),
                                      ("ranked", "model-ranked", 0.1, 8), ("unet", "first", 0.1, 1))]
     rows = {line.split(" | ")[0].strip("| `"): line.rsplit(" | ", 1)[1].rstrip(" |")
-            for line in _setup_lines(arms, None, 1) if line.startswith("| `")}
+            for line in setup_lines(arms, None, 1) if line.startswith("| `")}
     assert rows == {"noisy eps=0": "–", "noisy eps=0.1": "epsilon=0.1", "ranked": "–", "unet": "–"}

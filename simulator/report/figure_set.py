@@ -27,7 +27,7 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "method"
 
 
-def _figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out: Path, n_boot: int, seed: int,
+def draw_figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out: Path, n_boot: int, seed: int,
              references: Collection[str] = ()) -> tuple[list[tuple[str, Path]], list[str]]:
     """Draw the report's figures into ``out``: ``([(title, path)], warnings)``.
 
@@ -95,7 +95,7 @@ _CURVES_NOTE = ("Each method family has one colour in every figure (its arms: sh
                 "reference arm in each panel.")
 
 
-def _figure_lines(figs: Sequence[tuple[str, Path]]) -> list[str]:
+def figure_lines(figs: Sequence[tuple[str, Path]]) -> list[str]:
     """The ``## Figures`` section of report.md: each figure with its caption."""
     if not figs:
         return []

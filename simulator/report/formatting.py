@@ -9,13 +9,13 @@ from typing import Any
 from ..arms import format_metric
 
 
-def _fmt_ci(metric: str, v: float, lo: float, hi: float) -> str:
+def fmt_ci(metric: str, v: float, lo: float, hi: float) -> str:
     if v is None or not math.isfinite(v):
         return "–"
     return f"{format_metric(metric, v)} [{format_metric(metric, lo)}, {format_metric(metric, hi)}]"
 
 
-def _fmt_diff(metric: str, v: float, lo: float, hi: float) -> str:
+def fmt_diff(metric: str, v: float, lo: float, hi: float) -> str:
     if not math.isfinite(v):
         return "–"
     if metric.startswith("nof_"):
@@ -27,13 +27,13 @@ def _fmt_diff(metric: str, v: float, lo: float, hi: float) -> str:
     return f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def _fmt_p(p: float) -> str:
+def fmt_p(p: float) -> str:
     if p is None or not math.isfinite(p):
         return "–"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     esc = [str(h).replace("|", "\\|") for h in header]
     lines = ["| " + " | ".join(esc) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     for row in rows:
@@ -41,20 +41,20 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return lines
 
 
-def _fmt_ci_short(metric: str, v: float, lo: float, hi: float) -> str:
+def fmt_ci_short(metric: str, v: float, lo: float, hi: float) -> str:
     """``value [lo, hi]``, or ``value [–]`` where there is no CI (a single image)."""
     if v is None or not math.isfinite(v):
         return "–"
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{format_metric(metric, v)} [–]"
-    return _fmt_ci(metric, v, lo, hi)
+    return fmt_ci(metric, v, lo, hi)
 
 
-def _fmt_diff_short(metric: str, v: float, lo: float, hi: float) -> str:
+def fmt_diff_short(metric: str, v: float, lo: float, hi: float) -> str:
     if v is None or not math.isfinite(v):
         return "–"
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return _fmt_diff(metric, v, v, v).split(" ")[0] + " [–]"
-    return _fmt_diff(metric, v, lo, hi)
+        return fmt_diff(metric, v, v, v).split(" ")[0] + " [–]"
+    return fmt_diff(metric, v, lo, hi)
 
 

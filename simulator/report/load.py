@@ -151,18 +151,18 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any] | No
     return None, [load_run(p, lab) for p, lab in zip(paths, labels)], None
 
 
-def _session_keys(arm: Arm) -> np.ndarray:
+def session_keys(arm: Arm) -> np.ndarray:
     return arm.sessions[list(KEY_COLUMNS)].astype(str).to_numpy()
 
 
-def _check_paired(arms: Sequence[Arm], references: Mapping[str, str] | None = None) -> None:
+def check_paired(arms: Sequence[Arm], references: Mapping[str, str] | None = None) -> None:
     """Paired arms must hold the same sessions (same (session, image, target) keys).
 
     Without ``references`` every arm is paired with the first; with it, each arm with its reference
     (``{label: reference label}``), so arms of other starts (a human start runs one session per
     annotator of an image, a simulated start one per image) may hold other sessions, and even other
     images (a capped ``n_sessions`` reaches fewer images with the human start): see
-    :func:`_image_set_warning`.
+    :func:`image_set_warning`.
     """
     if not arms:
         return
@@ -172,7 +172,7 @@ def _check_paired(arms: Sequence[Arm], references: Mapping[str, str] | None = No
     else:
         pairs = [(arm, by_label[references[arm.label]]) for arm in arms
                  if references.get(arm.label, arm.label) != arm.label and references[arm.label] in by_label]
-    keys = {a.label: _session_keys(a) for a in arms}
+    keys = {a.label: session_keys(a) for a in arms}
     for arm, ref in pairs:
         k, rk = keys[arm.label], keys[ref.label]
         if k.shape != rk.shape or not (k == rk).all():
@@ -183,15 +183,15 @@ def _check_paired(arms: Sequence[Arm], references: Mapping[str, str] | None = No
             )
 
 
-def _image_set(arm: Arm) -> np.ndarray:
+def image_set(arm: Arm) -> np.ndarray:
     return np.unique(arm.sessions["image"].astype(str).to_numpy())
 
 
-def _image_set_warning(arms: Sequence[Arm]) -> str | None:
+def image_set_warning(arms: Sequence[Arm]) -> str | None:
     """A warning when the arms did not all run on the same images, else None."""
     if not arms:
         return None
-    sets = {a.label: _image_set(a) for a in arms}
+    sets = {a.label: image_set(a) for a in arms}
     first = sets[arms[0].label]
     if all(v.shape == first.shape and (v == first).all() for v in sets.values()):
         return None

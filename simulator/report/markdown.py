@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..arms import EFFORT_TARGET, Arm, arm_effort_counts, format_metric, metric_label, metric_legend, session_tasks
 from ..metrics import mean_counts
-from .formatting import _fmt_ci, _fmt_diff, _fmt_p, _md_table
-from .load import _image_set, _session_keys
+from .formatting import fmt_ci, fmt_diff, fmt_p, md_table
+from .load import image_set, session_keys
 from .real_tables import has_real_tasks
 from .tables import PREVIOUS_PROTOCOL_FILE, protocol_change_table
 
@@ -38,7 +38,7 @@ def _protocol_rules(s: Mapping[str, Any]) -> str:
     return f"{fallback}; {accept}; {stop}"
 
 
-def _protocol_change_lines(summary: pd.DataFrame, out: Path, endpoint: str) -> list[str]:
+def protocol_change_lines(summary: pd.DataFrame, out: Path, endpoint: str) -> list[str]:
     path = out / PREVIOUS_PROTOCOL_FILE
     if not path.is_file():
         return []
@@ -70,10 +70,10 @@ def _protocol_change_lines(summary: pd.DataFrame, out: Path, endpoint: str) -> l
             b, a, c = by.at[m, "before"], by.at[m, "after"], by.at[m, "change"]
             cells.append(f"{format_metric(m, b)} → {format_metric(m, a)} ({'+' if c >= 0 else ''}{format_metric(m, c)})")
         rows.append([f"`{label}`"] + cells)
-    return lines + _md_table(header, rows) + [""]
+    return lines + md_table(header, rows) + [""]
 
 
-def _session_ends_lines(ends: pd.DataFrame) -> list[str]:
+def session_ends_lines(ends: pd.DataFrame) -> list[str]:
     lines = [
         "## How sessions ended", "",
         "A session ends when its segmentation has no error (or at the iteration budget). Steps: iterations run, "
@@ -88,22 +88,22 @@ def _session_ends_lines(ends: pd.DataFrame) -> list[str]:
              cell(r["correction_clicks"], f"{r['correction_clicks']:.2f}"),
              cell(r["positive_click_share"], f"{100 * r['positive_click_share']:.0f}%")]
             for _, r in ends.iterrows()]
-    return lines + _md_table(["arm", "steps", "ended early", "corrections", "positive"], rows) + [""]
+    return lines + md_table(["arm", "steps", "ended early", "corrections", "positive"], rows) + [""]
 
 
-def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int) -> list[str]:
+def setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int) -> list[str]:
     ref = arms[0]
     s = ref.settings
     lines = ["## Setup", ""]
     seeds = sorted({int(a.settings.get("seed", 0)) for a in arms})
     train_seeds = sorted({a.train_seed for a in arms if a.train_seed is not None})
-    ref_keys = _session_keys(ref)
-    if all(_session_keys(a).shape == ref_keys.shape and (_session_keys(a) == ref_keys).all() for a in arms[1:]):
+    ref_keys = session_keys(ref)
+    if all(session_keys(a).shape == ref_keys.shape and (session_keys(a) == ref_keys).all() for a in arms[1:]):
         lines.append(f"- Data: dataset `{s.get('dataset')}`, {len(ref.sessions)} sessions on {n_images} images "
                      f"(every arm runs the same sessions, paired by session, image and target).")
     else:
         counts = sorted({len(a.sessions) for a in arms})
-        images = sorted({len(_image_set(a)) for a in arms})
+        images = sorted({len(image_set(a)) for a in arms})
         where = (f"{images[0]} images" if len(images) == 1
                  else f"{', '.join(map(str, images))} images per arm (not the same images: see the warnings)")
         lines.append(f"- Data: dataset `{s.get('dataset')}`, {where}; {', '.join(map(str, counts))} sessions "
@@ -149,7 +149,7 @@ def _setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: in
         ckpt = a.settings.get("checkpoint") or a.config.get("method", {}).get("checkpoint") or ""
         rows.append([f"`{a.label}`", a.method, a.kind, Path(str(ckpt)).name if ckpt else _walker_cell(a),
                      a.settings.get("policy"), a.settings.get("k"), a.variant, ", ".join(diff) or "–"])
-    lines += ["### Arms", ""] + _md_table(header, rows) + [""]
+    lines += ["### Arms", ""] + md_table(header, rows) + [""]
     return lines
 
 
@@ -216,7 +216,7 @@ SECONDARY_ARM_COLUMNS = 4
 _HEADLINE = ("noc_85", "noc_90", "noi_90", "nof_90", "effort_s")
 
 
-def _headline_lines(summary: pd.DataFrame, metrics: Sequence[str], endpoint: str, n_boot: int) -> list[str]:
+def headline_lines(summary: pd.DataFrame, metrics: Sequence[str], endpoint: str, n_boot: int) -> list[str]:
     first = [endpoint] + [m for m in _HEADLINE if m != endpoint and m in metrics]
     rest = [m for m in metrics if m not in first]
     lines = [
@@ -227,15 +227,15 @@ def _headline_lines(summary: pd.DataFrame, metrics: Sequence[str], endpoint: str
         "clicks + iterations x corrections).", "",
     ]
     header = ["arm"] + [f"**{metric_label(endpoint)}** (endpoint)"] + [metric_label(m) for m in first[1:]]
-    rows = [[f"`{r['label']}`"] + [_fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in first]
+    rows = [[f"`{r['label']}`"] + [fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in first]
             for _, r in summary.iterrows()]
-    lines += _md_table(header, rows) + ["", metric_legend(first), ""]
+    lines += md_table(header, rows) + ["", metric_legend(first), ""]
     if rest:
         header = ["arm"] + [metric_label(m) for m in rest]
-        rows = [[f"`{r['label']}`"] + [_fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in rest]
+        rows = [[f"`{r['label']}`"] + [fmt_ci(m, r[m], r[f'{m}_lo'], r[f'{m}_hi']) for m in rest]
                 for _, r in summary.iterrows()]
         lines += ["Dice and boundary metrics (– where no session ran that many iterations):", ""]
-        lines += _md_table(header, rows) + ["", metric_legend(rest), ""]
+        lines += md_table(header, rows) + ["", metric_legend(rest), ""]
     return lines
 
 
@@ -245,7 +245,7 @@ def _primary_sentence(lab: str, ref: str, p: pd.Series, endpoint: str) -> str | 
         return None
     if p["diff"] == 0 and p["diff_lo"] == 0 and p["diff_hi"] == 0:
         return f"- `{lab}`: {metric_label(endpoint)} is identical to `{ref}` in every session."
-    amount = _fmt_diff(endpoint, abs(p["diff"]), 0.0, 0.0).split(" ")[0].lstrip("+")
+    amount = fmt_diff(endpoint, abs(p["diff"]), 0.0, 0.0).split(" ")[0].lstrip("+")
     fewer = "fewer" if p["diff"] < 0 else "more"
     if endpoint.startswith("nof_"):
         word = f"has {amount} {fewer} sessions that never reach Dice 0.{endpoint[4:]} ({metric_label(endpoint)})"
@@ -265,10 +265,10 @@ def _primary_sentence(lab: str, ref: str, p: pd.Series, endpoint: str) -> str | 
         verdict = "the Holm-adjusted Wilcoxon test is significant at 0.05, but the 95% CI of the mean difference includes zero"
     else:
         verdict = "the 95% CI includes zero, so this comparison does not show a difference"
-    return f"- `{lab}` {word} than `{ref}`; {verdict} (Holm p {_fmt_p(p['p_holm'])})."
+    return f"- `{lab}` {word} than `{ref}`; {verdict} (Holm p {fmt_p(p['p_holm'])})."
 
 
-def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: str, metrics: Sequence[str],
+def comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: str, metrics: Sequence[str],
                       n_boot: int) -> list[str]:
     if comparison.empty:
         return []
@@ -294,14 +294,14 @@ def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: s
     for lab in labels:
         p, e, f = by[(lab, endpoint)], by.get((lab, "effort_s")), by.get((lab, "nof_90"))
         rows.append([f"`{lab}`"] + ([f"`{ref_of[lab]}`"] if several else []) + [
-            f"**{_fmt_diff(endpoint, p['diff'], p['diff_lo'], p['diff_hi'])}**", _fmt_p(p["p_wilcoxon"]),
-            f"**{_fmt_p(p['p_holm'])}**",
-            _fmt_diff("effort_s", e["diff"], e["diff_lo"], e["diff_hi"]) if e is not None else "–",
-            _fmt_p(e["p_holm"]) if e is not None else "–",
-            _fmt_diff("nof_90", f["diff"], f["diff_lo"], f["diff_hi"]) if f is not None else "–",
+            f"**{fmt_diff(endpoint, p['diff'], p['diff_lo'], p['diff_hi'])}**", fmt_p(p["p_wilcoxon"]),
+            f"**{fmt_p(p['p_holm'])}**",
+            fmt_diff("effort_s", e["diff"], e["diff_lo"], e["diff_hi"]) if e is not None else "–",
+            fmt_p(e["p_holm"]) if e is not None else "–",
+            fmt_diff("nof_90", f["diff"], f["diff_lo"], f["diff_hi"]) if f is not None else "–",
             "–" if not math.isfinite(p["tie_choose_click_ratio"]) else f"{p['tie_choose_click_ratio']:.2f}",
         ])
-    lines += _md_table(header, rows) + [""]
+    lines += md_table(header, rows) + [""]
     sentences = [_primary_sentence(lab, ref_of[lab], by[(lab, endpoint)], endpoint) for lab in labels]
     lines += [x for x in sentences if x] + [""]
     lines += [
@@ -329,13 +329,13 @@ def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: s
         rows.append([f"`{a.label}`", f"{mc.clicks:.2f}", f"{mc.iterations:.2f}", f"{mc.choices:.2f}",
                      f"{mc.choice_bits:.2f}", f"{model_ratio:.3f}", tie])
     lines += ["Mean effort counts per session up to Dice 0.90 (the whole session where it is never reached):", ""]
-    lines += _md_table(header, rows) + [""]
+    lines += md_table(header, rows) + [""]
     secondary = [m for m in metrics if m != endpoint]
     if secondary:
         def cell(lab: str, m: str) -> str:
             r = by[(lab, m)]
             return ("–" if not math.isfinite(r["diff"]) else
-                    f"{_fmt_diff(m, r['diff'], r['diff_lo'], r['diff_hi'])}, Holm p {_fmt_p(r['p_holm'])}")
+                    f"{fmt_diff(m, r['diff'], r['diff_lo'], r['diff_hi'])}, Holm p {fmt_p(r['p_holm'])}")
 
         if len(labels) <= SECONDARY_ARM_COLUMNS:  # few comparisons: a column each, a row per metric
             header = ["metric"] + [f"`{lab}`" + (f" vs `{ref_of[lab]}`" if several else "") for lab in labels]
@@ -345,11 +345,11 @@ def _comparison_lines(comparison: pd.DataFrame, arms: Sequence[Arm], endpoint: s
             rows = [[f"`{lab}`"] + ([f"`{ref_of[lab]}`"] if several else []) + [cell(lab, m) for m in secondary]
                     for lab in labels]
         lines += ["Secondary metrics, difference against the reference [95% CI] and Holm p:", ""]
-        lines += _md_table(header, rows) + ["", metric_legend(secondary), ""]
+        lines += md_table(header, rows) + ["", metric_legend(secondary), ""]
     return lines
 
 
-def _multi_seed_lines(seeds: pd.DataFrame, endpoint: str) -> list[str]:
+def multi_seed_lines(seeds: pd.DataFrame, endpoint: str) -> list[str]:
     if seeds.empty:
         return []
     lines = ["## Across training seeds", "",
@@ -364,5 +364,5 @@ def _multi_seed_lines(seeds: pd.DataFrame, endpoint: str) -> list[str]:
             row += [format_metric(m, r[f"{m}_mean"]), format_metric(m, r[f"{m}_sd"]),
                     f"{format_metric(m, r[f'{m}_min'])}–{format_metric(m, r[f'{m}_max'])}"]
         rows.append(row)
-    return lines + _md_table(header, rows) + [""]
+    return lines + md_table(header, rows) + [""]
 

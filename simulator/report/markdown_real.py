@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..arms import annotator_index, format_metric, lower_is_better, metric_label, metric_statistic
-from .formatting import _fmt_ci_short, _fmt_diff, _fmt_diff_short, _md_table
-from .real_tables import ALL_TASKS, _endpoint_metrics
+from .formatting import fmt_ci_short, fmt_diff, fmt_diff_short, md_table
+from .real_tables import ALL_TASKS, endpoint_metrics
 from .tables import MDD_ALPHA, MDD_POWER
 
 def _rms(values: Sequence[float]) -> float:
@@ -23,7 +23,7 @@ def _rms(values: Sequence[float]) -> float:
     return float(np.sqrt(np.mean(v ** 2))) if v.size else float("nan")
 
 
-def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint: str,
+def mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint: str,
                summary: pd.DataFrame) -> list[str]:
     """The smallest detectable difference of the primary endpoint: overall, per comparison and per task
     (``summary`` gives each compared arm's number of images)."""
@@ -54,8 +54,8 @@ def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint
                   f"{z:.2f} × SD × √n, SD over the per-image sums" if metric_statistic(endpoint) == "sum" else "")
               + ". A normal approximation: with few images it is optimistic.", ""]
     rows = [[f"`{r['label']}`", f"`{r['reference']}`", n_of[r["label"]], format_metric(endpoint, r["mdd"]),
-             _fmt_diff(endpoint, r["diff"], r["diff_lo"], r["diff_hi"])] for _, r in prim.iterrows()]
-    lines += _md_table(["arm", "reference", "images", f"MDD ({label})", "observed difference [95% CI]"], rows) + [""]
+             fmt_diff(endpoint, r["diff"], r["diff_lo"], r["diff_hi"])] for _, r in prim.iterrows()]
+    lines += md_table(["arm", "reference", "images", f"MDD ({label})", "observed difference [95% CI]"], rows) + [""]
     if per_task is not None and not per_task.empty:
         pt = per_task[per_task["primary"] & per_task["label"].ne(per_task["reference"])]
         rows = []
@@ -66,15 +66,15 @@ def _mdd_lines(comparison: pd.DataFrame, per_task: pd.DataFrame | None, endpoint
                          span])
         if rows:
             lines += ["Per task, from the task's own images only (– with a single image):", ""]
-            lines += _md_table(["task", "images", f"MDD ({label}), RMS over comparisons", "range over comparisons"],
+            lines += md_table(["task", "images", f"MDD ({label}), RMS over comparisons", "range over comparisons"],
                                rows) + [""]
     return lines
 
 
-def _per_task_lines(per_task: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
+def per_task_lines(per_task: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
     if per_task.empty:
         return []
-    metrics = _endpoint_metrics(endpoint)
+    metrics = endpoint_metrics(endpoint)
     counts = per_task.drop_duplicates("task")["n_images"]
     lo_n, hi_n = int(counts.min()), int(counts.max())
     span = f"{lo_n}" if lo_n == hi_n else f"{lo_n}–{hi_n}"
@@ -95,14 +95,14 @@ def _per_task_lines(per_task: pd.DataFrame, endpoint: str, n_boot: int) -> list[
         row = [task or "(none)", f"`{label}`", int(first["n_images"]), int(first["n_sessions"])]
         for m in metrics:
             r = by[(task, label, m)]
-            row.append(_fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
+            row.append(fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
             row.append("(reference)" if r["label"] == r["reference"]
-                       else _fmt_diff_short(m, r["diff"], r["diff_lo"], r["diff_hi"]))
+                       else fmt_diff_short(m, r["diff"], r["diff_lo"], r["diff_hi"]))
         rows.append(row)
-    return lines + _md_table(header, rows) + [""]
+    return lines + md_table(header, rows) + [""]
 
 
-def _per_annotator_lines(per_annotator: pd.DataFrame, endpoint: str) -> list[str]:
+def per_annotator_lines(per_annotator: pd.DataFrame, endpoint: str) -> list[str]:
     if per_annotator.empty:
         return []
     df = per_annotator[per_annotator["metric"] == endpoint]
@@ -130,22 +130,22 @@ def _per_annotator_lines(per_annotator: pd.DataFrame, endpoint: str) -> list[str
                 f"{format_metric(endpoint, r['annotators_min'])}–{format_metric(endpoint, r['annotators_max'])}"])
         return rows
 
-    lines += _md_table(header, table(all_rows)) + [""]
+    lines += md_table(header, table(all_rows)) + [""]
     per_task = df[df["task"] != ALL_TASKS]
     n_rows = per_task[["label", "task"]].drop_duplicates().shape[0]
     if n_rows:
         if n_rows <= 40:
             lines += ["Per task (a handful of images per annotator and task: descriptive only):", ""]
-            lines += _md_table(header, table(per_task)) + [""]
+            lines += md_table(header, table(per_task)) + [""]
         else:
             lines += ["Per task: see `per_annotator.csv`.", ""]
     return lines
 
 
-def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
+def starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]:
     if starts.empty:
         return []
-    metrics = _endpoint_metrics(endpoint)
+    metrics = endpoint_metrics(endpoint)
     main_rows = starts[starts["task"] == ALL_TASKS]
     lines = ["## Simulated against human starts", "",
              "Arms that differ only in their start (same method, policy, K, checkpoint and protocol): the "
@@ -163,11 +163,11 @@ def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]
         row = [f"`{group}`", start, int(first["n_images"])]
         for m in metrics:
             r = by[(group, start, m)]
-            row.append(_fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
-            row.append("(human)" if start == "human" else _fmt_diff_short(m, r["diff_vs_human"], r["diff_lo"],
+            row.append(fmt_ci_short(m, r["value"], r["value_lo"], r["value_hi"]))
+            row.append("(human)" if start == "human" else fmt_diff_short(m, r["diff_vs_human"], r["diff_lo"],
                                                                            r["diff_hi"]))
         rows.append(row)
-    lines += _md_table(header, rows) + [""]
+    lines += md_table(header, rows) + [""]
     prim = main_rows[main_rows["primary"] & (main_rows["start"] != "human")]
     label = metric_label(endpoint)
     low = lower_is_better(endpoint)
@@ -187,7 +187,7 @@ def _starts_lines(starts: pd.DataFrame, endpoint: str, n_boot: int) -> list[str]
             cis = g[np.isfinite(g["diff_lo"]) & np.isfinite(g["diff_hi"])]
             bound = ""
             if len(cis):
-                lo_s, hi_s = _fmt_diff(endpoint, 0.0, float(cis["diff_lo"].min()), float(cis["diff_hi"].max())
+                lo_s, hi_s = fmt_diff(endpoint, 0.0, float(cis["diff_lo"].min()), float(cis["diff_hi"].max())
                                        ).split(" [")[1].rstrip("]").split(", ")
                 bound = f"; the CIs span {lo_s} to {hi_s}, and differences within that range are not ruled out"
             verdict = (f"this study does not tell simulated {start} from human scribbles as a start: for "
@@ -235,7 +235,7 @@ def _reproduce_label(column: str) -> str:
     return _REPRODUCE_LABELS.get(column, f"`{column}`")
 
 
-def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple[list[str], list[str]]:
+def reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple[list[str], list[str]]:
     spec = study.get("reproduce")
     if not spec:
         return [], []
@@ -267,7 +267,7 @@ def _reproduce_lines(study: dict[str, Any], study_dir: Path, out: Path) -> tuple
             paper = PAPER_VALUES.get(c)
             cells.append("" if paper is None else f"{paper:g}")
             rows.append(cells)
-        lines += _md_table(["metric", *[f"`{n}`" for n in names], "paper"], rows) + [""]
+        lines += md_table(["metric", *[f"`{n}`" for n in names], "paper"], rows) + [""]
     else:
         warns.append(f"the study names {csv} for the reproduce table, but it does not exist")
         lines += [f"(No table: `{csv.name}` was not found.)", ""]

@@ -20,8 +20,8 @@ from ..arms import (
     session_tasks,
 )
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, cluster_bootstrap, cluster_values
-from .load import _check_paired, _image_set
-from .tables import DEFAULT_ENDPOINT, _mdd, _reference_map, _Weights
+from .load import check_paired, image_set
+from .tables import DEFAULT_ENDPOINT, BootstrapWeights, paired_mdd, reference_map
 
 PER_TASK_COLUMNS = (
     "task", "label", "reference", "variant", "start", "metric", "primary", "n_images", "n_sessions",
@@ -50,7 +50,7 @@ def has_real_tasks(arms: Sequence[Arm]) -> bool:
     return len(tasks) > 1 or (len(tasks) == 1 and tasks[0] not in ("disks", ""))
 
 
-def _endpoint_metrics(endpoint: str) -> list[str]:
+def endpoint_metrics(endpoint: str) -> list[str]:
     return list(dict.fromkeys([endpoint, "noc_90"]))
 
 
@@ -82,14 +82,14 @@ def per_task_table(
     ``mdd``; a reference arm (compared with itself) has NaN ``diff``. ``reference`` is as in
     :func:`comparison_table`. Every bootstrap draws from ``seed``, so the table is deterministic.
     """
-    refs = _reference_map(arms, reference)
-    _check_paired(arms, refs)
+    refs = reference_map(arms, reference)
+    check_paired(arms, refs)
     if not arms:
         return pd.DataFrame(columns=list(PER_TASK_COLUMNS))
-    metrics = _endpoint_metrics(endpoint)
+    metrics = endpoint_metrics(endpoint)
     stats = [metric_statistic(m) for m in metrics]
     by_label = {a.label: a for a in arms}
-    weights = _Weights(n_boot, seed)
+    weights = BootstrapWeights(n_boot, seed)
     vals = {a.label: metric_matrix(a, metrics) for a in arms}
     rows = []
     for task in study_tasks(arms):
@@ -112,7 +112,7 @@ def per_task_table(
                 if compared:
                     diff, diff_lo, diff_hi = _ci_or_nan(float(dest[j]), float(dlo[j]), float(dhi[j]), n_t)
                     if m == endpoint:
-                        mdd = _mdd(d[:, j], codes, n_t, stats[j])[0]
+                        mdd = paired_mdd(d[:, j], codes, n_t, stats[j])[0]
                 rows.append({
                     "task": task, "label": arm.label, "reference": ref.label, "variant": arm.variant,
                     "start": arm_start(arm), "metric": m, "primary": m == endpoint, "n_images": n_t,
@@ -143,7 +143,7 @@ def per_annotator_table(arms: Sequence[Arm], endpoint: str = DEFAULT_ENDPOINT) -
     Empty (with the columns) when no arm has the human start.
     """
     rows = []
-    metrics = _endpoint_metrics(endpoint)
+    metrics = endpoint_metrics(endpoint)
     tasks = study_tasks(arms)
     scopes = [ALL_TASKS] + (tasks if len(tasks) > 1 else [])
     for arm in _annotator_arms(arms):
@@ -242,8 +242,8 @@ def starts_table(
     groups = start_groups(arms)
     if not groups:
         return pd.DataFrame(columns=list(STARTS_COLUMNS))
-    metrics = _endpoint_metrics(endpoint)
-    w_of = _Weights(n_boot, seed, weights)
+    metrics = endpoint_metrics(endpoint)
+    w_of = BootstrapWeights(n_boot, seed, weights)
     task_of_image: dict[str, str] = {}
     for a in arms:
         task_of_image.update(zip(a.sessions["image"].astype(str), session_tasks(a)))
@@ -252,7 +252,7 @@ def starts_table(
         """Per image (sorted names), the mean of each metric over the arm's sessions there."""
         codes, n = image_codes(arm)
         vals = cluster_values(metric_matrix(arm, metrics), codes, n, "mean")
-        return pd.DataFrame(vals, index=_image_set(arm), columns=metrics)
+        return pd.DataFrame(vals, index=image_set(arm), columns=metrics)
 
     rows = []
     for name, human, others in groups:

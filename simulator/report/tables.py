@@ -29,13 +29,13 @@ from ..stats import (
     minimal_detectable_difference,
     wilcoxon_p,
 )
-from .load import _check_paired
+from .load import check_paired
 
 DEFAULT_ENDPOINT = "noc_90"
 ID_COLUMNS = ("label", "name", "train_seed", "variant", "method", "kind", "policy", "k", "start", "n_sessions", "n_images")
 
 
-class _Weights:
+class BootstrapWeights:
     """Bootstrap weights per number of images, each drawn once from the report's seed (so arms on the
     same number of images share one matrix, and a report's numbers do not depend on arm order)."""
 
@@ -50,7 +50,7 @@ class _Weights:
 
 
 
-def _resolve_metrics(endpoint: str, thresholds: Sequence[float] | None, arms: Sequence[Arm]) -> list[str]:
+def resolve_metrics(endpoint: str, thresholds: Sequence[float] | None, arms: Sequence[Arm]) -> list[str]:
     metrics = list(METRICS)
     for t in thresholds or ():
         tag = f"noc_{round(float(t) * 100)}"
@@ -97,7 +97,7 @@ def summary_table(
     cols = [*ID_COLUMNS] + [f"{m}{suf}" for m in metrics for suf in ("", "_lo", "_hi")]
     if not arms:
         return pd.DataFrame(columns=cols)
-    w_of = _Weights(n_boot, seed, weights)
+    w_of = BootstrapWeights(n_boot, seed, weights)
     rows = []
     for arm in arms:
         codes, n_img = image_codes(arm)
@@ -119,7 +119,7 @@ MDD_ALPHA = 0.05
 MDD_POWER = 0.8
 
 
-def _reference_map(arms: Sequence[Arm], reference: str | Mapping[str, str] | None) -> dict[str, str]:
+def reference_map(arms: Sequence[Arm], reference: str | Mapping[str, str] | None) -> dict[str, str]:
     """Each arm's reference label: one label for all, a ``{label: reference}`` mapping, or the first arm."""
     labels = [a.label for a in arms]
     if not arms:
@@ -166,12 +166,12 @@ def comparison_table(
     than 2 images. Sessions are paired by (session, image, target); an arm on other sessions than its
     reference is refused.
     """
-    refs = _reference_map(arms, reference)
-    _check_paired(arms, refs)
+    refs = reference_map(arms, reference)
+    check_paired(arms, refs)
     pairs = [(a, next(r for r in arms if r.label == refs[a.label])) for a in arms if refs.get(a.label, a.label) != a.label]
     if not pairs:
         return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
-    w_of = _Weights(n_boot, seed, weights)
+    w_of = BootstrapWeights(n_boot, seed, weights)
     stats = [metric_statistic(m) for m in metrics]
     cache: dict[str, tuple[np.ndarray, np.ndarray, EffortCounts]] = {}
 
@@ -193,7 +193,7 @@ def comparison_table(
         ps = [wilcoxon_p(d[:, j]) for j in range(len(metrics))]
         tie = tie_choose_click_ratio(counts, ref_counts, arm.effort_model())
         n_pairs = np.isfinite(d).sum(axis=0)
-        mdd = [_mdd(d[:, j], codes, n_img, stats[j])[0] if m == endpoint else float("nan")
+        mdd = [paired_mdd(d[:, j], codes, n_img, stats[j])[0] if m == endpoint else float("nan")
                for j, m in enumerate(metrics)]
         per_arm.append((arm, ref, est, ref_est, dest, dlo, dhi, ps, tie, n_pairs, mdd))
     p_holm = np.stack([holm([pa[7][j] for pa in per_arm]) for j in range(len(metrics))], axis=1)
@@ -210,7 +210,7 @@ def comparison_table(
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
-def _mdd(d: np.ndarray, codes: np.ndarray, n_images: int, statistic: str) -> tuple[float, float, int]:
+def paired_mdd(d: np.ndarray, codes: np.ndarray, n_images: int, statistic: str) -> tuple[float, float, int]:
     """:func:`minimal_detectable_difference` of per-session paired differences ``d`` (n_sessions,):
     ``(mdd, sd, n)`` from the per-image means (NoF: per-image sums) of ``d``."""
     return minimal_detectable_difference(cluster_values(d, codes, n_images, statistic), MDD_ALPHA, MDD_POWER,

@@ -13,23 +13,23 @@ from probseg.atomic import atomic_write
 
 from ..arms import Arm, image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
-from .figure_set import _figure_lines, _figures
-from .load import _check_paired, _image_set_warning, load_inputs
+from .figure_set import draw_figures, figure_lines
+from .load import check_paired, image_set_warning, load_inputs
 from .markdown import (
-    _comparison_lines,
-    _headline_lines,
-    _multi_seed_lines,
-    _protocol_change_lines,
-    _session_ends_lines,
-    _setup_lines,
+    comparison_lines,
+    headline_lines,
+    multi_seed_lines,
+    protocol_change_lines,
+    session_ends_lines,
+    setup_lines,
 )
-from .markdown_real import _mdd_lines, _per_annotator_lines, _per_task_lines, _reproduce_lines, _starts_lines
+from .markdown_real import mdd_lines, per_annotator_lines, per_task_lines, reproduce_lines, starts_lines
 from .real_tables import has_real_tasks, per_annotator_table, per_task_table, starts_table
 from .tables import (
     DEFAULT_ENDPOINT,
-    _resolve_metrics,
     comparison_table,
     multi_seed_table,
+    resolve_metrics,
     session_ends_table,
     summary_table,
 )
@@ -133,10 +133,10 @@ def write_report(
     if seed < 0:
         raise ValueError(f"seed: must be >= 0, got {seed}")
     endpoint = endpoint or (study or {}).get("primary_endpoint") or DEFAULT_ENDPOINT
-    metrics = _resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms)
+    metrics = resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms)
     labels = [a.label for a in arms]
     reference, ref_map = _resolve_references(arms, study, reference)
-    _check_paired(arms, ref_map)
+    check_paired(arms, ref_map)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -151,7 +151,7 @@ def write_report(
     if arms:
         _, n_img = image_codes(arms[0])
         w = bootstrap_weights(n_img, n_boot, seed)
-        uneven = _image_set_warning(arms)
+        uneven = image_set_warning(arms)
         if uneven:
             warns.append(uneven)
     else:
@@ -193,7 +193,7 @@ def write_report(
 
     figs: list[tuple[str, Path]] = []
     if figures and arms:
-        figs, fwarn = _figures(arms, summary, str(reference), out, n_boot, seed, set(ref_map.values()))
+        figs, fwarn = draw_figures(arms, summary, str(reference), out, n_boot, seed, set(ref_map.values()))
         warns += fwarn
         for _, p in figs:
             written[p.name] = p
@@ -208,24 +208,24 @@ def write_report(
     if study and study.get("quick"):
         lines += ["**Quick study**: run at reduced size to check the pipeline; its numbers are not for conclusions.", ""]
     if arms:
-        lines += _setup_lines(arms, study, n_img)
-        lines += _headline_lines(summary, metrics, str(endpoint), n_boot)
-        lines += _session_ends_lines(ends)
-        lines += _protocol_change_lines(summary, out, str(endpoint))
-        lines += _comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
-        lines += _multi_seed_lines(seeds, str(endpoint))
+        lines += setup_lines(arms, study, n_img)
+        lines += headline_lines(summary, metrics, str(endpoint), n_boot)
+        lines += session_ends_lines(ends)
+        lines += protocol_change_lines(summary, out, str(endpoint))
+        lines += comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
+        lines += multi_seed_lines(seeds, str(endpoint))
         if real:
-            lines += _mdd_lines(comparison, per_task, str(endpoint), summary)
-            lines += _per_task_lines(per_task, str(endpoint), n_boot)
+            lines += mdd_lines(comparison, per_task, str(endpoint), summary)
+            lines += per_task_lines(per_task, str(endpoint), n_boot)
         if per_annotator is not None:
-            lines += _per_annotator_lines(per_annotator, str(endpoint))
+            lines += per_annotator_lines(per_annotator, str(endpoint))
         if starts is not None:
-            lines += _starts_lines(starts, str(endpoint), n_boot)
+            lines += starts_lines(starts, str(endpoint), n_boot)
     if study is not None and study_dir is not None:
-        rl, rw = _reproduce_lines(study, study_dir, out)
+        rl, rw = reproduce_lines(study, study_dir, out)
         lines += rl
         warns += rw
-    lines += _figure_lines(figs)
+    lines += figure_lines(figs)
     if arms:
         lines += ["## Files", "",
                   "- `summary.csv`: one row per arm, every metric with its 95% CI (`M`, `M_lo`, `M_hi`).",
