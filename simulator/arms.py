@@ -10,6 +10,7 @@ start input, and the annotator of a human-start session. Loading run and study d
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ __all__ = [
     "EXTRA_METRICS",
     "EFFORT_TARGET",
     "Arm",
+    "METRIC_LABELS",
     "metric_label",
+    "metric_legend",
+    "format_metric",
     "lower_is_better",
     "metric_statistic",
     "metric_matrix",
@@ -51,20 +55,55 @@ EXTRA_METRICS: tuple[str, ...] = (
 # The Dice up to which effort counts are taken (effort_s and the tie ratio).
 EFFORT_TARGET = 0.90
 
-_LABELS = {
-    "noc_80": "NoC@0.80", "noc_85": "NoC@0.85", "noc_90": "NoC@0.90",
-    "noi_80": "NoI@0.80", "noi_85": "NoI@0.85", "noi_90": "NoI@0.90",
-    "nof_80": "NoF@0.80", "nof_85": "NoF@0.85", "nof_90": "NoF@0.90",
+# Each metric's name in tables and figures: the field's notation (NoC@90 as in RITM and SimpleClick).
+METRIC_LABELS: dict[str, str] = {
+    "noc_80": "NoC@80", "noc_85": "NoC@85", "noc_90": "NoC@90",
+    "noi_80": "NoI@80", "noi_85": "NoI@85", "noi_90": "NoI@90",
+    "nof_80": "NoF@80", "nof_85": "NoF@85", "nof_90": "NoF@90",
     "dice_at_clicks_3": "Dice@3 clicks", "dice_at_clicks_5": "Dice@5 clicks", "dice_at_clicks_10": "Dice@10 clicks",
     "dice_at_iter_1": "Dice@iter 1", "dice_at_iter_5": "Dice@iter 5", "dice_at_iter_10": "Dice@iter 10",
     "dice_at_iter_20": "Dice@iter 20", "dice_auc": "Dice AUC", "final_dice": "final Dice",
     "final_hd95": "final HD95 (px)", "effort_s": "effort (s)",
 }
+# What each kind of metric means, for the one-line legend under a table (T: the threshold).
+_MEANINGS = (
+    ("noc_", "NoC@T: clicks, start included, until Dice >= T (the cap when never)"),
+    ("noi_", "NoI@T: iterations until Dice >= T"),
+    ("nof_", "NoF@T: sessions that never reach Dice T (a count)"),
+    ("dice_at_clicks_", "Dice@c clicks: Dice after c clicks"),
+    ("dice_at_iter_", "Dice@iter i: Dice after iteration i"),
+    ("dice_auc", "Dice AUC: mean Dice over the iterations"),
+    ("final_dice", "final Dice: at the session's end"),
+    ("final_hd95", "final HD95: 95th-percentile boundary distance at the end"),
+    ("effort_s", f"effort: annotator seconds to Dice {EFFORT_TARGET:.2f}"),
+)
 
 
 def metric_label(metric: str) -> str:
-    """The metric's name in tables and figures (``noc_90`` -> ``NoC@0.90``; unknown names as given)."""
-    return _LABELS.get(metric, metric)
+    """The metric's name in tables and figures (``noc_90`` -> ``NoC@90``; unknown names as given)."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def metric_legend(metrics: Sequence[str]) -> str:
+    """One line that says what the labels of ``metrics`` mean, in the order their kinds first appear
+    (``NoC@T: clicks, start included, until Dice >= T (the cap when never); ...``)."""
+    kinds = []
+    for m in metrics:
+        meaning = next((text for prefix, text in _MEANINGS if m.startswith(prefix)), None)
+        if meaning is not None and meaning not in kinds:
+            kinds.append(meaning)
+    return "; ".join(kinds) + ("." if kinds else "")
+
+
+def format_metric(metric: str, value: float | None) -> str:
+    """A metric's value as tables print it: NoF a whole count, Dice 3 decimals, others 2; ``–`` for NaN."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if metric.startswith("nof_"):
+        return f"{value:.0f}"
+    if metric.startswith("dice") or metric == "final_dice":
+        return f"{value:.3f}"
+    return f"{value:.2f}"
 
 
 def lower_is_better(metric: str) -> bool:
@@ -92,6 +131,8 @@ class Arm:
         variant: the protocol variant (``default`` when none).
         reference: the label of the arm a study compares this one with ("" when the study does not
             say; then the report's single reference is used).
+        base: the arm as the study file names it, before the variant and training seed are appended
+            (default: the label); figures draw one line per base.
     """
 
     label: str
@@ -103,10 +144,13 @@ class Arm:
     train_seed: int | None = None
     variant: str = "default"
     reference: str = ""
+    base: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.label
+        if not self.base:
+            self.base = self.label
 
     @property
     def settings(self) -> dict[str, Any]:

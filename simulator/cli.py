@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import pandas as pd
-
 from probseg.cli import ArgumentParser, cli_entry
 
 from .corrections import CORRECTION_RULES, START_KINDS
@@ -23,6 +21,17 @@ _SUMMARY_ROWS = (
     "dice_at_clicks_10", "dice_at_iter_1", "dice_at_iter_5", "dice_at_iter_10", "dice_at_iter_20",
     "dice_auc", "final_dice", "final_hd95", "effort_s",
 )
+
+
+def _format_summary(summary: dict, name: str) -> str:
+    """The run's metrics as printed: one row per metric under its field label (NoC@90, NoF@90 as a
+    whole count, Dice@5 clicks), the run named in the header, and a one-line legend of the labels."""
+    from .arms import format_metric, metric_label, metric_legend
+
+    rows = [(metric_label(k), format_metric(k, summary[k])) for k in _SUMMARY_ROWS]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{'metric':<{width}}  {name}"] + [f"{label:<{width}}  {value}" for label, value in rows]
+    return "\n".join(lines + [metric_legend(_SUMMARY_ROWS)])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         c_click=a.c_click, c_inspect=a.c_inspect, b_choose=a.b_choose, chunk_size=a.chunk_size,
     )
     _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress)
-    table = pd.Series({k: summary[k] for k in _SUMMARY_ROWS}, name=f"{settings.method} / {settings.policy} / K={settings.k}")
-    with pd.option_context("display.float_format", "{:.3f}".format):
-        print(table.to_frame().to_string())
+    print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.k}"))
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")
     rate = summary["sessions_per_second"]

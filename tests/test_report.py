@@ -12,14 +12,10 @@ import pytest
 from simulator.report import (
     METRICS,
     arm_effort_counts,
-    bootstrap_weights,
-    cluster_bootstrap,
     dice_at_clicks_matrix,
     dice_by_iteration_matrix,
-    holm,
     load_run,
     main,
-    wilcoxon_p,
     write_report,
 )
 from simulator.runner import RunSettings, run
@@ -83,39 +79,6 @@ def test_summary_columns_cis_and_nof(runs, tmp_path):
     assert "## How sessions ended" in (tmp_path / "report.md").read_text()
 
 
-def test_holm_hand_computed():
-    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
-    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1, monotone
-    out = holm([0.02, float("nan"), 0.01])
-    np.testing.assert_allclose(out[[0, 2]], [0.02, 0.02])
-    assert np.isnan(out[1])
-
-
-def test_bootstrap_weights_and_cluster_bootstrap():
-    w = bootstrap_weights(5, 100, seed=3)
-    assert w.shape == (100, 5) and (w.sum(axis=1) == 5).all()
-    np.testing.assert_array_equal(w, bootstrap_weights(5, 100, seed=3))
-    assert not np.array_equal(w, bootstrap_weights(5, 100, seed=4))
-    # Two images with two sessions each: resampling images only ever gives means of 0, 0.5 or 1.
-    values = np.array([0.0, 0.0, 1.0, 1.0])
-    clusters = np.array([0, 0, 1, 1])
-    ww = bootstrap_weights(2, 500, seed=0)
-    means = (ww @ np.array([0.0, 2.0])) / (ww @ np.array([2.0, 2.0]))
-    assert set(np.round(means, 6)) <= {0.0, 0.5, 1.0}
-    est, lo, hi = cluster_bootstrap(values, clusters, weights=ww)
-    assert est[0] == 0.5 and lo[0] == 0.0 and hi[0] == 1.0
-    # Sums, NaN left out, and an all-NaN column.
-    v = np.array([[1.0, np.nan, np.nan], [0.0, 2.0, np.nan], [1.0, 4.0, np.nan]])
-    est, lo, hi = cluster_bootstrap(v, np.arange(3), n_boot=50, statistic=["sum", "mean", "mean"])
-    assert est[0] == 2.0 and est[1] == 3.0 and np.isnan(est[2]) and np.isnan(lo[2])
-
-
-def test_wilcoxon_p():
-    assert wilcoxon_p(np.zeros(6)) == 1.0
-    assert np.isnan(wilcoxon_p(np.array([np.nan])))
-    assert wilcoxon_p(np.arange(1.0, 21.0)) < 0.001
-
-
 def test_identical_arms_zero_difference_and_p_one(runs, tmp_path):
     res = write_report([runs["random-walker"], runs["rw-copy"]], out=tmp_path, n_boot=100, figures=False)
     comp = pd.read_csv(tmp_path / "comparison.csv")
@@ -157,10 +120,21 @@ def test_comparison_against_reference(runs, tmp_path):
     for _, g in comp.groupby("metric"):
         g = g.dropna(subset=["p_wilcoxon"])
         assert (g["p_holm"] >= g["p_wilcoxon"] - 1e-12).all()
+        if len(g) == 2:  # by hand: the smaller p times 2, the larger times 1 but not below the first
+            small, large = sorted(g["p_wilcoxon"])
+            first = min(1.0, 2 * small)
+            expected = {small: first, large: min(1.0, max(first, large))}
+            for raw, adj in zip(g["p_wilcoxon"], g["p_holm"]):
+                assert adj == pytest.approx(expected[raw])
     # The reference (partial, K=2) makes choices; single-proposal arms do not: the tie ratio is defined.
     assert comp["tie_choose_click_ratio"].notna().all()
     text = (tmp_path / "report.md").read_text()
     assert "**effort (s) (primary)**" in text and "Tie ratio" in text
+    # Tables name metrics by the field's labels, each with a one-line legend, never by column keys.
+    results = text[text.index("## Results per arm"):text.index("## How sessions ended")]
+    assert "| NoC@85 | NoC@90 | NoI@90 | NoF@90 |" in results, results
+    assert "\neffort: annotator seconds to Dice 0.90; NoC@T: clicks" in results  # the legend, endpoint first
+    assert not any(key in results for key in ("noc_90", "nof_90", "dice_at_clicks_5"))
 
 
 def test_effort_counts_and_curves_match_session_metrics(runs):
@@ -285,6 +259,7 @@ def test_study_with_only_a_reproduce_section(runs, tmp_path):
     assert res["summary"].empty and res["comparison"].empty
     text = (study / "report.md").read_text()
     assert "## Reproducing the paper" in text and "0.680" in text
+    assert "| target Dice@1 |" in text and "target_dice_at_1" not in text  # the field's label, not the column key
 
 
 def test_study_compares_each_arm_with_the_reference_of_its_variant(runs, tmp_path):
@@ -312,22 +287,26 @@ def test_study_compares_each_arm_with_the_reference_of_its_variant(runs, tmp_pat
     assert set(res["comparison"]["reference"]) == {"rw | v2"} and res["comparison"]["label"].nunique() == 3
 
 
-def test_k_sweep_lines_are_named_by_model_and_seed_never_by_path():
-    import types
+def test_arms_table_shows_a_policy_setting_only_for_policies_that_take_it():
+    """Defect (issue 16): every arm showed ``epsilon=0.1`` as a difference, policies without an epsilon too."""
+    from hand_arms import hand_arm
 
-    from simulator.figures import _k_sweeps, _model_name
+    from simulator.report.markdown import setup_lines, settings_differences
 
-    assert _model_name("disks") == "disks"
-    assert _model_name("/x/results/disks-k-sweep/checkpoints/disks-paper-seed12.pt") == "disks-paper"
-    assert _model_name(None) is None
+    ref = {"policy": "noisy-best-of-k", "epsilon": 0.0, "error_weight": 2.0, "acceptance": "no-worse-dice", "seed": 0}
+    assert settings_differences({**ref, "epsilon": 0.3}, ref) == ["epsilon=0.3"]
+    assert settings_differences({**ref, "policy": "model-ranked", "epsilon": 0.1}, ref) == []
+    assert settings_differences({**ref, "policy": "first", "epsilon": 0.1, "seed": 1}, ref) == ["seed=1"]
+    first = {"policy": "first", "epsilon": 0.1, "error_weight": 2.0, "acceptance": "no-worse-dice"}
+    # Against a reference whose policy has no epsilon, the default epsilon is no difference; another one is.
+    assert settings_differences({**first, "policy": "noisy-best-of-k"}, first) == []
+    assert settings_differences({**first, "policy": "noisy-best-of-k", "epsilon": 0.5}, first) == ["epsilon=0.5"]
 
-    def arm(method: str, ckpt: str, seed: int, k: int) -> types.SimpleNamespace:
-        return types.SimpleNamespace(method=method, variant="default", train_seed=seed, kind="partial",
-                                     settings={"method": method, "policy": "best-of-k", "k": k, "checkpoint": ckpt})
-
-    arms = [arm(m, c, seed, k) for m, c0 in (("probseg", "disks"), ("probseg", "disks-paper"))
-            for seed in (0, 1) for k in (1, 2)
-            for c in [c0 if seed == 0 else f"/abs/path/checkpoints/{c0}-seed{seed}.pt"]]
-    labels = [label for label, _ in _k_sweeps(arms)]
-    assert labels == ["probseg / best-of-k | disks | seed 0", "probseg / best-of-k | disks | seed 1",
-                      "probseg / best-of-k | disks-paper | seed 0", "probseg / best-of-k | disks-paper | seed 1"]
+    steps = [{"dice": 0.95, "clicks_so_far": 2}]
+    arms = [hand_arm([{"session": 0, "image": "a", "steps": steps}], label=lab,
+                     settings={"dataset": "disks", "policy": pol, "epsilon": eps, "k": k})
+            for lab, pol, eps, k in (("noisy eps=0", "noisy-best-of-k", 0.0, 8), ("noisy eps=0.1", "noisy-best-of-k", 0.1, 8),
+                                     ("ranked", "model-ranked", 0.1, 8), ("unet", "first", 0.1, 1))]
+    rows = {line.split(" | ")[0].strip("| `"): line.rsplit(" | ", 1)[1].rstrip(" |")
+            for line in setup_lines(arms, None, 1) if line.startswith("| `")}
+    assert rows == {"noisy eps=0": "–", "noisy eps=0.1": "epsilon=0.1", "ranked": "–", "unet": "–"}
