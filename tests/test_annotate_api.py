@@ -20,21 +20,10 @@ from simulator.annotate.study import latin_square_row, load_study, parse_study
 from simulator.datasets import make_dataset, session_rng
 from simulator.session import run_session
 
-STUDY = """
-name = "pilot"
-dataset = "disks"
-cases = 2
-practice = 1
-max_iters = 4
-
-[[arms]]
-label = "probseg best-of-4"
-method = "probseg"
-k = 4
-
-[[arms]]
-method = "unet-complete"
-"""
+# The study of these tests and of the browser tests: 2 cases, 1 practice case, 4 proposals at most.
+STUDY_HEADER = 'dataset = "disks"\ncases = 2\npractice = 1\nmax_iters = 4\n'
+PROBSEG_ARM = '[[arms]]\nlabel = "probseg best-of-4"\nmethod = "probseg"\nk = 4\n'
+STUDY = f'name = "pilot"\n{STUDY_HEADER}{PROBSEG_ARM}[[arms]]\nmethod = "unet-complete"\n'
 
 
 def write_study(tmp: Path, text: str = STUDY) -> Path:

@@ -151,8 +151,12 @@ def create_app(service: StudyService) -> FastAPI:
 
 def serve(service: StudyService, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the app with uvicorn until interrupted; warn when ``host`` is reachable from other machines."""
+    import torch
     import uvicorn
 
+    # One intra-op thread, as the runner's workers: these networks are small, and a pool of threads
+    # called from the server's worker threads competes for the same two cores.
+    torch.set_num_threads(1)
     if host not in LOCAL_HOSTS:
         print(f"probseg-annotate: warning: serving on {host}: anyone who can reach this machine and holds a link "
               "can take part; the traffic is not encrypted", file=sys.stderr)

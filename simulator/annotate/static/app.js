@@ -92,16 +92,20 @@ function render() {
   const key = `${state.task}/${c.iteration}`;
   if (key !== paintedKey) {
     paintedKey = key;
-    // Report when the new candidates are on screen: after the next frame is painted.
+    // Report when the new candidates are on screen: after the next frame is painted. The page counts
+    // as busy until the report is queued, so nothing waiting for it to settle runs ahead of it.
+    setBusy(pending + 1);
     requestAnimationFrame(() => requestAnimationFrame(() => {
       const now = performance.now();
       const latency = requestedAt === null ? 0 : now - requestedAt;
       act({type: "painted", iteration: c.iteration, latency_ms: latency}, now);
+      setBusy(pending - 1);
     }));
   }
 }
 
 async function load() {
+  requestedAt = performance.now();
   const r = await fetch(`api/${encodeURIComponent(token)}/state`);
   if (!r.ok) {
     $("error").hidden = false;
