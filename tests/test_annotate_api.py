@@ -173,13 +173,16 @@ def test_whole_flow_resume_export_and_report(client: tuple[TestClient, list[str]
         {"type": "choose", "position": 1},
         {"type": "stroke", "points": [[2, 2], [2, 8]], "positive": True, "radius": 1},
         {"type": "undo"}, {"type": "click", "row": 16, "col": 16, "positive": True}, {"type": "accept"}])
-    assert state["task"] == 1 and state["kind"] == "study"
+    assert state["task"] == 1 and state["kind"] == "study" and "image" in state["case"]  # a new case: its image
+    assert "image" not in play(c, token, state, [{"type": "painted", "iteration": 1, "latency_ms": 3.0}])["case"]
+    state = c.get(f"/api/{token}/state").json()
     robot_dice = {}
     for task_index in range(1, 5):
         if task_index == 2:  # a reload (a new server on the same log) resumes where the person was
             actions, robot_dice[task_index] = robot_actions(service, 0, task_index)
             half = len(actions) // 2
             state = play(c, token, state, actions[:half])
+            state = c.get(f"/api/{token}/state").json()  # the image comes with the state, not with each answer
             fresh = StudyService(service.study, Store(service.store.path, service.study.name,
                                                       service.study.fingerprint()))
             c2 = TestClient(create_app(fresh))
@@ -238,7 +241,8 @@ def test_bad_events_get_422_and_change_nothing(client: tuple[TestClient, list[st
     for action in bad:
         r = post(c, token, state["seq"], state["task"], action)
         assert r.status_code == 422, (action, r.text)
-    state = play(c, token, state, [{"type": "choose", "position": 1}])
+    play(c, token, state, [{"type": "choose", "position": 1}])
+    state = c.get(f"/api/{token}/state").json()
     n_events = len(service.store.events())
     for action in [{"type": "click", "row": 32, "col": 0, "positive": True},  # outside the 32x32 image
                    {"type": "click", "row": 0, "col": 0, "positive": 1},

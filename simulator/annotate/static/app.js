@@ -13,6 +13,7 @@ let pending = 0;
 let requestedAt = null;  // performance.now() when the request that may bring new candidates left
 let paintedKey = null;   // "task/iteration" whose candidates were reported painted
 let stroke = null;
+let imageOf = {task: null, image: null};  // the current case's image (base64), sent once per case
 
 const $ = (id) => document.getElementById(id);
 
@@ -36,7 +37,9 @@ function decode(b64) {
 
 // One image (grey levels) with a segmentation over it: foreground red, background blue, undecided clear.
 function paint(canvas, size, c, labelsB64) {
-  const img = decode(c.image), lab = decode(labelsB64);
+  const img = decode(c.image), packed = decode(labelsB64);
+  const lab = new Uint8Array(c.w * c.h);  // four pixels to a byte, two bits each (service.encode_labels)
+  for (let i = 0; i < lab.length; i++) lab[i] = (packed[i >> 2] >> ((i & 3) * 2)) & 3;
   const off = document.createElement("canvas");
   off.width = c.w; off.height = c.h;
   const ctx = off.getContext("2d");
@@ -65,6 +68,8 @@ function render() {
   if (state.finished) { $("finish").hidden = false; return; }
   $("work").hidden = false;
   const c = state.case;
+  if (c.image) imageOf = {task: state.task, image: c.image};
+  else c.image = imageOf.image;  // an answer within a case leaves the image out: it has not changed
   if (brushRadius === null) brushRadius = c.brush_radius;
   const practice = state.kind === "practice";
   const studyIndex = state.task - state.n_practice + 1;
