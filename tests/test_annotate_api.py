@@ -145,6 +145,28 @@ def test_participant_following_the_robot_gets_the_robots_dice(service: StudyServ
     assert [s["dice"] for s in session.steps] == robot_dice
 
 
+@pytest.mark.parametrize("method, k", [("probseg", 8), ("probseg-mean", 1), ("random-walker-partial", 1)])
+def test_robot_following_participant_matches_every_step_record(tmp_path: Path, method: str, k: int) -> None:
+    """Longer sessions: every step record but the timings. On these 6 disk cases the robot rejects every
+    candidate at times (probseg, probseg-mean) and runs out of iterations after error clicks (the walker)."""
+    study = parse_study({"name": "long", "cases": 6, "max_iters": 6, "arms": [{"method": method, "k": k}]})
+    service = StudyService(study, Store(tmp_path / "log.sqlite", study.name, study.fingerprint()))
+    for task_index, task in enumerate(study.plan(0)):
+        actions, _ = robot_actions(service, 0, task_index)
+        session = service.new_session(0, task)
+        for a in actions:
+            session.apply(a)
+        settings = study.run_settings(task.arm)
+        case = make_dataset(settings.dataset, settings.n_sessions).case(task.case, study.seed)
+        robot = run_session(case.image, case.target, service.method(task.arm), "best-of-k",
+                            config=settings.session_config(), rng=session_rng(study.seed, task.case))
+        # ``chosen`` may name another of several identical candidates (the participant picks by what they see)
+        drop = ("model_seconds", "total_seconds", "click_reason", "candidate_scores", "chosen")
+        assert [{k_: v for k_, v in s.items() if k_ not in drop} for s in session.steps] == \
+            [{k_: v for k_, v in s.items() if k_ not in drop} for s in robot]
+        assert [s["chosen"] < 0 for s in session.steps] == [s["chosen"] < 0 for s in robot]
+
+
 def test_undo_restores_the_state_exactly(service: StudyService) -> None:
     session = service.new_session(0, service.study.plan(0)[1])
     session.apply({"type": "choose", "position": 2})
