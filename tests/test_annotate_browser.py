@@ -45,10 +45,12 @@ class Server:
 
     def __init__(self, study: Path, db: Path, port: int) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.err = db.parent / f"server-{port}.err"
+        self._err = self.err.open("a")  # a file, not a pipe: a pipe nobody reads could fill up and stall the server
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "simulator.annotate.cli", "serve", str(study), "--participants", "1",
              "--port", str(port), "--db", str(db)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=self._err, text=True, env=env, cwd=ROOT,
         )
         self.links: list[str] = []
         assert self.proc.stdout is not None
@@ -66,7 +68,8 @@ class Server:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+                self.stop(signal.SIGKILL)
+                raise RuntimeError(f"server did not start: {self.err.read_text()}")
             time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -77,6 +80,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
 
 
 @pytest.fixture
