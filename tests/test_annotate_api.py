@@ -215,6 +215,12 @@ def test_whole_flow_resume_export_and_report(client: tuple[TestClient, list[str]
         actions, robot_dice[task_index] = robot_actions(service, 0, task_index)
         state = play(c, token, state, [{"type": "painted", "iteration": 1, "latency_ms": 12.5}, *actions])
     assert state["finished"] and state["case"] is None
+    # every proposal's model latency and screen order is logged beside the event that brought it
+    log = service.store.events(0)
+    opened = [e["result"] for e in log if "next_order" in e["result"]]
+    n_proposals = sum(1 for e in log if e["type"] == "next") + 5  # each case's first proposal, and each "next"
+    assert len(opened) == n_proposals and all(r["model_seconds"] > 0 and len(r["next_order"]) in (1, 4) for r in opened)
+    assert log[0]["type"] == "consent" and log[0]["result"]["next_task"] == 0
     assert post(c, token, state["seq"], 5, {"type": "next"}).status_code == 422
 
     out = tmp_path / "export"

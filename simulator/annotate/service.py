@@ -103,6 +103,17 @@ class StudyService:
             self._live[participant] = live
         return live[1]
 
+    def _open(self, participant: int, task_index: int, plan: list[Task]) -> dict[str, Any]:
+        """Start case ``task_index`` (its first proposal) now, so the log holds that proposal's latency and
+        order beside the event that opened it; ``{}`` past the plan's end."""
+        if task_index >= len(plan):
+            return {}
+        session = self.new_session(participant, plan[task_index])
+        self._live[participant] = (task_index, session)
+        assert session.it is not None
+        return {"next_task": task_index, "next_iteration": 1, "next_order": session.it.order,
+                "model_seconds": session.it.model_seconds}
+
     def state(self, participant: int, image: bool = True) -> dict[str, Any]:
         """What the page needs to draw: the plan position and, during a case, its segmentations and (unless
         ``image`` is False: the page has it already) its image."""
@@ -160,7 +171,8 @@ class StudyService:
                     raise ValueError("type: consent was already given")
                 if event["task"] != -1:
                     raise ValueError("task: consent belongs to no task (-1)")
-                self.store.append(participant, seq, -1, event, {})
+                opened = self._open(participant, 0, plan)
+                self.store.append(participant, seq, -1, event, opened)
                 return self.state(participant)
             if not consented:
                 raise ValueError("type: consent comes first")
@@ -170,8 +182,9 @@ class StudyService:
                 raise Conflict(f"task: expected {current}, got {event['task']}", self.state(participant))
             session = self._session(participant, current, events)
             if kind == "painted":
-                result = {"iteration": session.it.number if session.it else 0,
-                          "order": session.it.order if session.it else []}
+                assert session.it is not None
+                result = {"iteration": session.it.number, "order": session.it.order,
+                          "model_seconds": session.it.model_seconds}
                 self.store.append(participant, seq, current, event, result)
                 return self.state(participant, image=False)
             session.check(event)  # ValueError: nothing is logged or changed
@@ -185,6 +198,8 @@ class StudyService:
             if session.it is not None and session.it.number != iteration and not session.finished:
                 result.update(next_iteration=session.it.number, next_order=session.it.order,
                               model_seconds=session.it.model_seconds)
+            if session.finished:
+                result.update(self._open(participant, current + 1, plan))
             try:
                 self.store.append(participant, seq, current, event, result)
             except BaseException:
