@@ -133,6 +133,15 @@ def test_plan_practice_first_then_arms_in_latin_order(tmp_path: Path) -> None:
     assert [t.arm for t in p1] == [1, 1, 1, 0, 0]
 
 
+def test_check_prints_the_arms_and_plans(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert annotate_main(["check", str(write_study(tmp_path))]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "pilot: 2 cases, 1 practice, dataset disks"
+    assert out[1:3] == ["  arm 0: probseg best-of-4 (probseg, K=4)", "  arm 1: unet-complete K=1 (unet-complete, K=1)"]
+    assert out[4] == ("  participant 1: practice case 2 arm 1, study case 0 arm 1, study case 1 arm 1, "
+                      "study case 0 arm 0, study case 1 arm 0")
+
+
 # -- the session is the simulator's --------------------------------------------------------------------
 @pytest.mark.parametrize("arm", [0, 1])
 def test_participant_following_the_robot_gets_the_robots_dice(service: StudyService, arm: int) -> None:

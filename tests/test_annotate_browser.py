@@ -168,6 +168,7 @@ def test_a_participant_in_chromium(server: Server, study_file: Path, tmp_path: P
             do({"type": "click", "row": 2, "col": 30, "positive": False})  # Shift + click
             do({"type": "accept"})
             assert page.locator("#label").inner_text() == "Case 1 of 2"
+            assert page.locator("#notice").inner_text() == "Practice done: the study cases begin now."
             assert page.locator("#progress").get_attribute("value") == "1"
             # the two study cases: a participant who follows the robot's rule, plus a click undone
             robot_dice = {}

@@ -95,6 +95,10 @@ function render() {
   });
   $("none").className = c.chosen === 0 ? "chosen" : "";
   const key = `${state.task}/${c.iteration}`;
+  if (key !== paintedKey && paintedKey !== null) {  // a new proposal: say so when the study proper begins
+    const fromPractice = Number(paintedKey.split("/")[0]) < state.n_practice;
+    $("notice").textContent = fromPractice && !practice ? "Practice done: the study cases begin now." : "";
+  }
   if (key !== paintedKey) {
     paintedKey = key;
     // Report when the new candidates are on screen: after the next frame is painted. The page counts
