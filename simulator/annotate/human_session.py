@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from probseg.interaction import Click, apply_click, brush_disk, resolve_brush_radius
+from probseg.interaction import Click, apply_click, brush_disk, error_regions, resolve_brush_radius
 from simulator.datasets import SessionCase, session_rng
 from simulator.methods import Method
 from simulator.metrics import dice, hd95, iou
-from simulator.session import STEP_KEYS, SessionConfig, _diversity, _start, error_regions
+from simulator.session import STEP_KEYS, SessionConfig, _diversity, _start
 
 __all__ = ["ACTIONS", "HumanSession", "stroke_pixels"]
 
