@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--c-click", type=float, default=d.c_click, help="per click: pointing + mental preparation (KLM)")
     g.add_argument("--c-inspect", type=float, default=d.c_inspect, help="per iteration: inspecting the proposal")
     g.add_argument("--b-choose", type=float, default=d.b_choose, help="Hick-Hyman slope per bit of choosing among K")
+    g.add_argument("--effort-model", default=None, metavar="FILE",
+                   help="an effort file (probseg-annotate fit-effort) whose constants replace the three above")
     g = p.add_argument_group("execution")
     g.add_argument("--workers", type=int, default=2, help="local Ray workers; 0 runs in-process without Ray")
     g.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
@@ -100,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-simulate``."""
     a = _parser().parse_args(argv)
+    if a.effort_model is not None:  # constants fitted to people's timings replace the assumed ones
+        from .annotate.effort_fit import load_effort_file
+
+        fitted = load_effort_file(a.effort_model)
+        a.c_click, a.c_inspect, a.b_choose = fitted.c_click, fitted.c_inspect, fitted.b_choose
     settings = RunSettings(
         dataset=a.dataset, n_sessions=a.n_sessions, method=a.method, checkpoint=a.checkpoint, policy=a.policy,
         k=a.k, seed=a.seed, start=a.start, max_iters=a.max_iters, corrections_per_iter=a.corrections_per_iter,
