@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
              "image and annotator",
     )
     g.add_argument("--n-sessions", type=int, default=None, help="sessions (default: the dataset's, 1000 for disks)")
-    g.add_argument("--method", default=d.method, help=f"one of: {', '.join(METHODS)}")
+    g.add_argument("--method", default=d.method, help=f"one of: {', '.join(METHODS)}; or module.path:factory, any "
+                        "object with the Method protocol (simulator.methods.Method)")
     g.add_argument("--checkpoint", default=None, help="override the method's checkpoint (a name or a .pt path)")
     g.add_argument("--policy", default=d.policy, help=f"one of: {', '.join(POLICIES)}")
     g.add_argument("--k", type=int, default=d.k, help="candidates per iteration (single-proposal methods use 1)")

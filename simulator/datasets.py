@@ -18,9 +18,11 @@ other start, one session per image.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +37,9 @@ from probseg.data import (
 )
 from probseg.data.disks import HELDOUT_SEED, N_HELDOUT
 
-__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "DATASETS"]
+from .plugins import Registry
+
+__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "DATASETS", "DATASET_FORMS"]
 
 # Stream tags: each kind of random draw has its own stream spawned from (seed, session index).
 STREAM_TARGET = 0
@@ -119,8 +123,6 @@ class DiskSessions(SessionDataset):
 
 
 REAL_KINDS = ("medscribble", "nifti", "folder")
-# The accepted forms of a dataset name, as help and error messages show them.
-DATASETS = ("disks", "medscribble:PATH[?tasks=A,B]", "nifti:MANIFEST.csv", "folder:PATH")
 
 
 @lru_cache(maxsize=8)
@@ -232,9 +234,10 @@ class RealSessions(SessionDataset):
         )
 
 
-def _parse_real(name: str) -> tuple[str, str, tuple[str, ...] | None]:
-    """``(kind, path, tasks)`` of a real dataset name."""
-    kind, _, rest = name.partition(":")
+def _parse_real(kind: str, rest: str | None) -> tuple[str, tuple[str, ...] | None]:
+    """``(path, tasks)`` of a real dataset's argument (``PATH`` or, for medscribble, ``PATH?tasks=A,B``)."""
+    name = f"{kind}:{rest or ''}"
+    rest = rest or ""
     tasks: tuple[str, ...] | None = None
     if kind == "medscribble" and "?" in rest:
         rest, _, query = rest.rpartition("?")
@@ -246,14 +249,70 @@ def _parse_real(name: str) -> tuple[str, str, tuple[str, ...] | None]:
             raise ValueError(f"dataset: ?tasks= lists no task in {name!r}")
     if not rest:
         raise ValueError(f"dataset: {name!r} names no path; expected {kind}:PATH")
-    return kind, rest, tasks
+    return rest, tasks
+
+
+def disk_sessions(arg: str | None, n_sessions: int | None = None, start: str | None = None) -> SessionDataset:
+    """``disks``: the held-out disk images (:class:`DiskSessions`); takes no argument."""
+    if arg is not None:
+        raise ValueError(f"dataset: 'disks' takes no argument, got 'disks:{arg}'")
+    return DiskSessions(N_HELDOUT if n_sessions is None else n_sessions)
+
+
+def _real_factory(kind: str) -> Any:
+    def factory(arg: str | None, n_sessions: int | None = None, start: str | None = None) -> SessionDataset:
+        path, tasks = _parse_real(kind, arg)
+        dataset = RealSessions(kind, path, tasks, n_sessions, start)
+        try:
+            # Load now (once per process): bad data fails here, before a run writes anything.
+            _ = dataset.examples
+        except ValueError as exc:
+            raise ValueError(f"dataset: {exc}") from None
+        return dataset
+
+    factory.__name__ = factory.__qualname__ = f"{kind}_sessions"
+    factory.__doc__ = f"``{kind}:PATH``: real images (:class:`RealSessions`)."
+    return factory
+
+
+medscribble_sessions = _real_factory("medscribble")
+nifti_sessions = _real_factory("nifti")
+folder_sessions = _real_factory("folder")
+
+# The shipped datasets, each registered under its name in pyproject.toml's ``probseg.datasets``
+# entry points. A dataset is named ``NAME`` or ``NAME:ARG``; the factory registered as NAME is
+# called as ``factory(ARG or None, n_sessions, start)`` and returns a :class:`SessionDataset`.
+SHIPPED_DATASETS = {
+    "disks": "simulator.datasets:disk_sessions",
+    "medscribble": "simulator.datasets:medscribble_sessions",
+    "nifti": "simulator.datasets:nifti_sessions",
+    "folder": "simulator.datasets:folder_sessions",
+}
+# The accepted forms of the shipped names, as help and error messages show them.
+DATASET_FORMS = {"disks": "disks", "medscribble": "medscribble:PATH[?tasks=A,B]", "nifti": "nifti:MANIFEST.csv",
+                 "folder": "folder:PATH"}
+
+
+class DatasetRegistry(Registry):
+    """:data:`DATASETS`: the dataset names (no ``module:factory`` form: ``NAME:ARG`` is a name and
+    its argument). Iterating gives each name's accepted form (``medscribble:PATH[?tasks=A,B]``);
+    a plug-in's shows as ``NAME[:ARG]``."""
+
+    def __iter__(self) -> Iterator[str]:
+        return (DATASET_FORMS.get(name, f"{name}[:ARG]") for name in self.entries())
+
+
+DATASETS = DatasetRegistry("dataset", "probseg.datasets", SHIPPED_DATASETS, specs=False)
 
 
 def make_dataset(name: str, n_sessions: int | None = None, start: str | None = None) -> SessionDataset:
     """A session dataset by name (see the module docstring).
 
     Args:
-        name: ``disks``, ``medscribble:PATH[?tasks=A,B]``, ``nifti:MANIFEST.csv`` or ``folder:PATH``.
+        name: ``NAME`` or ``NAME:ARG`` with NAME in :data:`DATASETS`: ``disks``,
+            ``medscribble:PATH[?tasks=A,B]``, ``nifti:MANIFEST.csv``, ``folder:PATH`` or an installed
+            plug-in's (a ``probseg.datasets`` entry point, called as ``factory(ARG or None,
+            n_sessions, start)``).
         n_sessions: caps its size (default: the dataset's own; a real dataset's is all its sessions).
         start: the run's start. For a real dataset ``human`` gives one session per annotator, any
             other start one per image; None keeps the old behaviour (one per image, the first
@@ -262,19 +321,12 @@ def make_dataset(name: str, n_sessions: int | None = None, start: str | None = N
         ValueError: ``dataset: ...`` for an unknown name or bad data (naming the file),
             ``start: ...`` when ``start='human'`` and an image has no human scribbles.
     """
-    if name == "disks":
-        n = N_HELDOUT if n_sessions is None else n_sessions
-        return DiskSessions(n)
-    kind = name.partition(":")[0]
-    if kind not in REAL_KINDS or ":" not in name:
-        raise ValueError(f"dataset: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    kind, path, tasks = _parse_real(name)
-    dataset = RealSessions(kind, path, tasks, n_sessions, start)
-    try:
-        # Load now (once per process): bad data fails here, before a run writes anything.
-        _ = dataset.examples
-    except ValueError as exc:
-        raise ValueError(f"dataset: {exc}") from None
+    kind, sep, arg = name.partition(":")
+    if kind not in DATASETS.entries():
+        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    dataset = DATASETS.load(kind)(arg if sep else None, n_sessions, start)
+    if not isinstance(dataset, SessionDataset):
+        raise ValueError(f"dataset: {kind!r} made a {type(dataset).__name__}, not a SessionDataset")
     if start == "human" and not dataset.has_human_scribbles:
         raise ValueError(f"start: dataset {name!r} has no human scribbles for every image; use clicks or scribbles")
     return dataset

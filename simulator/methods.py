@@ -11,7 +11,8 @@ import importlib.util
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, Protocol
 
 import numpy as np
 from skimage.segmentation import random_walker
@@ -20,9 +21,11 @@ import probseg
 from probseg import ProbSeg
 
 from .metrics import dice
+from .plugins import Registry, check_settings
 
 __all__ = [
     "METHODS",
+    "CheckedMethod",
     "Method",
     "ProbSegMethod",
     "RW_MODES",
@@ -336,53 +339,195 @@ class RandomWalkerMethod:
         return f"RandomWalkerMethod(name={self.name!r}, beta={self.beta}, partial={self.partial})"
 
 
-# The probseg methods' default checkpoints (loaded on first proposal) and the walkers' variant.
-# ``checkpoint``: the default on synthetic disks; ``real_checkpoint``: the default on real images
-# (the medical models, trained on other tasks than those a real-data study evaluates).
-METHODS: dict[str, dict[str, Any]] = {
-    "probseg": {"checkpoint": "disks", "real_checkpoint": "medical", "mean": False, "kind": "partial"},
-    "probseg-mean": {"checkpoint": "disks", "real_checkpoint": "medical", "mean": True, "kind": "partial"},
-    "probseg-complete": {"checkpoint": "disks-complete", "real_checkpoint": "medical-complete", "mean": False,
-                         "kind": "complete"},
-    "unet-complete": {"checkpoint": "disks-unet-complete", "real_checkpoint": "medical-unet-complete", "mean": False,
-                      "kind": "complete"},
-    # The U-Net's K candidates under test-time augmentation: a diversity control (see TTAMethod).
-    "unet-tta": {"checkpoint": "disks-unet-complete", "real_checkpoint": "medical-unet-complete", "mean": False,
-                 "kind": "complete", "tta": True},
-    "random-walker": {"partial": False},
-    "random-walker-partial": {"partial": True},
+@dataclass(frozen=True)
+class ModelMethodFactory:
+    """A shipped model method's factory: ``factory(checkpoint=None)`` makes the method.
+
+    Attributes:
+        name: the method's name.
+        checkpoint: the default checkpoint on synthetic disks.
+        real_checkpoint: the default on real images (the medical models, trained on other tasks
+            than those a real-data study evaluates).
+        kind: the kind its checkpoint must have.
+        mean: propose the z = 0 proposal only.
+        tta: the model's K candidates under test-time augmentation (see :class:`TTAMethod`).
+    Nothing is loaded until the method's first proposal.
+    """
+
+    name: str
+    checkpoint: str
+    real_checkpoint: str
+    kind: Kind
+    mean: bool = False
+    tta: bool = False
+
+    def __call__(self, checkpoint: str | os.PathLike | ProbSeg | None = None) -> Method:
+        source = self.checkpoint if checkpoint is None else checkpoint
+        if self.tta:
+            return TTAMethod(ProbSegMethod(source, name=f"{self.name}-base", expect_kind=self.kind), name=self.name)
+        return ProbSegMethod(source, mean=self.mean, name=self.name, expect_kind=self.kind)
+
+
+@dataclass(frozen=True)
+class WalkerFactory:
+    """A shipped random walker's factory: ``factory(beta=..., confidence=..., mode=..., tol=...)``."""
+
+    name: str
+    partial: bool
+
+    def __call__(self, **settings: Any) -> Method:
+        if "checkpoint" in settings:
+            raise ValueError(f"checkpoint: method {self.name!r} has no checkpoint")
+        allowed = {"beta", "confidence", "mode", "tol"}
+        bad = sorted(set(settings) - allowed)
+        if bad:
+            raise ValueError(f"{bad[0]}: not a setting of method {self.name!r}; its settings: {sorted(allowed)}")
+        return RandomWalkerMethod(partial=self.partial, name=self.name, **settings)
+
+
+# The shipped methods' factories, each registered under its name in pyproject.toml's
+# ``probseg.methods`` entry points (the names below are what those entry points load).
+PROBSEG = ModelMethodFactory("probseg", "disks", "medical", "partial")
+PROBSEG_MEAN = ModelMethodFactory("probseg-mean", "disks", "medical", "partial", mean=True)
+PROBSEG_COMPLETE = ModelMethodFactory("probseg-complete", "disks-complete", "medical-complete", "complete")
+UNET_COMPLETE = ModelMethodFactory("unet-complete", "disks-unet-complete", "medical-unet-complete", "complete")
+# The U-Net's K candidates under test-time augmentation: a diversity control (see TTAMethod).
+UNET_TTA = ModelMethodFactory("unet-tta", "disks-unet-complete", "medical-unet-complete", "complete", tta=True)
+RANDOM_WALKER = WalkerFactory("random-walker", partial=False)
+RANDOM_WALKER_PARTIAL = WalkerFactory("random-walker-partial", partial=True)
+
+SHIPPED_METHODS = {
+    "probseg": "simulator.methods:PROBSEG",
+    "probseg-mean": "simulator.methods:PROBSEG_MEAN",
+    "probseg-complete": "simulator.methods:PROBSEG_COMPLETE",
+    "unet-complete": "simulator.methods:UNET_COMPLETE",
+    "unet-tta": "simulator.methods:UNET_TTA",
+    "random-walker": "simulator.methods:RANDOM_WALKER",
+    "random-walker-partial": "simulator.methods:RANDOM_WALKER_PARTIAL",
 }
 
 
+class MethodRegistry(Registry):
+    """:data:`METHODS`: ``registry[name]`` gives the method's default checkpoints,
+    ``{"checkpoint": ..., "real_checkpoint": ...}`` (None for a method without one), read from its
+    factory's attributes of those names; :meth:`load` gives the factory itself."""
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        factory = self.load(name)
+        return {"checkpoint": getattr(factory, "checkpoint", None),
+                "real_checkpoint": getattr(factory, "real_checkpoint", None)}
+
+
+METHODS = MethodRegistry("method", "probseg.methods", SHIPPED_METHODS)
+
+
 def make_method(name: str, checkpoint: str | os.PathLike | ProbSeg | None = None, **kw: Any) -> Method:
-    """A method by its study-design name.
+    """A method by name, checked against the :class:`Method` contract at every proposal.
 
     Args:
-        name: one of :data:`METHODS`.
-        checkpoint: for the probseg methods, a registry name, a ``.pt`` path or a loaded
-            :class:`~probseg.ProbSeg` replacing the default checkpoint; loading is deferred to the
-            first proposal. Not accepted by the random walkers.
-        kw: settings of the random walkers (``beta``, ``confidence``, ``mode``, ``tol``).
+        name: a registered name (:data:`METHODS`: the shipped methods and every installed
+            ``probseg.methods`` entry point) or ``module.path:factory``.
+        checkpoint: passed to the factory when given (the probseg methods: a registry name, a ``.pt``
+            path or a loaded :class:`~probseg.ProbSeg` replacing the default checkpoint; loading is
+            deferred to the first proposal). Refused by a factory that takes none.
+        kw: the factory's settings (the random walkers: ``beta``, ``confidence``, ``mode``, ``tol``).
+    Returns:
+        The factory's method wrapped in :class:`CheckedMethod`.
     Raises:
-        ValueError: naming ``method`` for an unknown name, or the argument a method does not take.
+        ValueError: naming ``method`` for an unknown name or a factory that cannot be imported, or
+            the setting a factory does not take.
     """
-    if name not in METHODS:
-        raise ValueError(f"method: unknown method {name!r}; allowed: {list(METHODS)}")
-    spec = METHODS[name]
-    if "checkpoint" in spec:
-        if kw:
-            raise ValueError(f"{sorted(kw)[0]}: not a setting of method {name!r}; it takes only checkpoint")
-        source = spec["checkpoint"] if checkpoint is None else checkpoint
-        if spec.get("tta"):
-            return TTAMethod(ProbSegMethod(source, name=f"{name}-base", expect_kind=spec["kind"]), name=name)
-        return ProbSegMethod(source, mean=spec["mean"], name=name, expect_kind=spec["kind"])
-    if checkpoint is not None:
-        raise ValueError(f"checkpoint: method {name!r} has no checkpoint")
-    allowed = {"beta", "confidence", "mode", "tol"}
-    bad = sorted(set(kw) - allowed)
-    if bad:
-        raise ValueError(f"{bad[0]}: not a setting of method {name!r}; its settings: {sorted(allowed)}")
-    return RandomWalkerMethod(partial=spec["partial"], name=name, **kw)
+    factory = METHODS.load(name)
+    settings = dict(kw) if checkpoint is None else {"checkpoint": checkpoint, **kw}
+    check_settings("method", name, factory, settings)
+    method = factory(**settings)
+    return method if isinstance(method, CheckedMethod) else CheckedMethod(method, name)
+
+
+class CheckedMethod:
+    """A method whose every answer is checked against the :class:`Method` contract.
+
+    Every method :func:`make_method` makes is wrapped in one, so a method that breaks a rule stops
+    the run with one line naming it and the rule, instead of producing tables from impossible
+    states. The rules (``mask``, ``seg`` the state it was given, ``k`` the candidates asked for):
+
+    * ``name`` is a string, ``kind`` is ``partial`` or ``complete``, ``multi`` is a bool;
+    * ``propose`` returns ``(masks, segs, scores)``; ``masks`` and ``segs`` are bool (k, H, W);
+    * ``scores`` is None or k finite-or-NaN real numbers;
+    * ``masks ⊇ mask`` (no decided pixel is undecided again), ``segs == seg`` on ``mask`` (no
+      decided pixel changes its label), ``segs ⊆ masks`` (no undecided pixel is foreground);
+    * a ``complete`` method decides every pixel (``masks`` all True).
+
+    Any other attribute is the wrapped method's (``model``, ``beta``, ...). ``scores`` come back as
+    float64 (k,).
+    """
+
+    def __init__(self, method: Any, name: str | None = None) -> None:
+        self.__dict__["method"] = method
+        self.__dict__["label"] = name if name is not None else str(getattr(method, "name", type(method).__name__))
+        if not isinstance(getattr(method, "name", None), str):
+            self._broke("it has no name (a str attribute 'name')")
+        if not callable(getattr(method, "propose", None)):
+            self._broke("it has no propose(image, mask, seg, k, rng) method")
+
+    def _broke(self, rule: str) -> NoReturn:
+        raise ValueError(f"method: {self.__dict__['label']!r} breaks the Method contract: {rule}")
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached for attributes the wrapper lacks; during unpickling __dict__ is still empty.
+        if attr.startswith("__") or "method" not in self.__dict__:
+            raise AttributeError(attr)
+        return getattr(self.__dict__["method"], attr)
+
+    @property
+    def name(self) -> str:
+        return self.__dict__["method"].name
+
+    @property
+    def kind(self) -> Kind:
+        kind = self.__dict__["method"].kind
+        if kind not in ("partial", "complete"):
+            self._broke(f"kind must be 'partial' or 'complete', got {kind!r}")
+        return kind
+
+    @property
+    def multi(self) -> bool:
+        multi = self.__dict__["method"].multi
+        if not isinstance(multi, (bool, np.bool_)):
+            self._broke(f"multi must be True or False, got {multi!r}")
+        return bool(multi)
+
+    def propose(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Proposals:
+        """The wrapped method's proposals, after checking them (see the class docstring)."""
+        out = self.__dict__["method"].propose(image, mask, seg, k, rng)
+        if not isinstance(out, tuple) or len(out) != 3:
+            self._broke("propose must return a tuple (masks, segs, scores)")
+        masks, segs, scores = out
+        shape = (k, *np.shape(mask))
+        for what, a in (("masks", masks), ("segs", segs)):
+            if not isinstance(a, np.ndarray) or a.dtype != bool:
+                self._broke(f"{what} must be a bool numpy array, got {getattr(a, 'dtype', type(a).__name__)}")
+            if a.shape != shape:
+                self._broke(f"{what} must have shape (k, H, W) = {shape} for k = {k}, got {a.shape}")
+        if (segs & ~masks).any():
+            self._broke("segs must lie inside masks (an undecided pixel is never foreground)")
+        if (mask[None] & ~masks).any():
+            self._broke("masks must contain mask (a decided pixel stays decided)")
+        if (mask[None] & (segs != seg[None])).any():
+            self._broke("segs must equal seg on mask (a decided pixel keeps its label)")
+        if self.kind == "complete" and not masks.all():
+            self._broke("a complete method must decide every pixel (masks all True)")
+        if scores is not None:
+            values = np.asarray(scores)
+            if values.shape != (k,) or not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+                self._broke(f"scores must be None or k = {k} real numbers, got {values.dtype} {values.shape}")
+            scores = values.astype(np.float64)
+        return masks, segs, scores
+
+    def __repr__(self) -> str:
+        return f"CheckedMethod({self.__dict__['method']!r})"
 
 
 def tune_random_walker_beta(

@@ -17,7 +17,7 @@ Candidates: ``masks``, ``segs`` bool (k, H, W) with ``segs ⊆ masks``; ``scores
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from probseg.choice import REJECT as REJECT_CHOICE
 from probseg.choice import best_of_k, state_score
 
+from .plugins import Registry, check_settings
 
 __all__ = [
     "ACCEPTANCE_RULES",
@@ -231,20 +232,24 @@ class ModelRanked:
         return int(np.argmax(values))
 
 
-POLICIES: dict[str, type] = {cls.name: cls for cls in (BestOfK, RandomOfK, First, NoisyBestOfK, ModelRanked)}
+# The shipped policies, each registered under its name in pyproject.toml's ``probseg.policies``
+# entry points (a plug-in registers a class or factory there the same way; see simulator.plugins).
+SHIPPED_POLICIES = {
+    "best-of-k": "simulator.policies:BestOfK",
+    "random-of-k": "simulator.policies:RandomOfK",
+    "first": "simulator.policies:First",
+    "noisy-best-of-k": "simulator.policies:NoisyBestOfK",
+    "model-ranked": "simulator.policies:ModelRanked",
+}
+POLICIES = Registry("policy", "probseg.policies", SHIPPED_POLICIES)
 
 
 def make_policy(name: str, **settings: Any) -> Policy:
-    """A policy by name with its settings (``error_weight`` and ``acceptance`` for the oracles,
-    ``epsilon`` for noisy).
+    """A policy by name (:data:`POLICIES`, or ``module.path:factory``) with its settings
+    (``error_weight`` and ``acceptance`` for the oracles, ``epsilon`` for noisy).
 
     Raises ``ValueError`` naming ``policy`` for an unknown name, or the setting a policy does not take.
     """
-    if name not in POLICIES:
-        raise ValueError(f"policy: unknown policy {name!r}; allowed: {list(POLICIES)}")
-    cls = POLICIES[name]
-    allowed = {f.name for f in fields(cls)}
-    bad = sorted(set(settings) - allowed)
-    if bad:
-        raise ValueError(f"{bad[0]}: not a setting of policy {name!r}; its settings: {sorted(allowed) or 'none'}")
-    return cls(**settings)
+    factory = POLICIES.load(name)
+    check_settings("policy", name, factory, settings)
+    return factory(**settings)
