@@ -323,7 +323,7 @@ def make_dataset(name: str, n_sessions: int | None = None, start: str | None = N
     """
     kind, sep, arg = name.partition(":")
     if kind not in DATASETS.entries():
-        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise ValueError(f"dataset: unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     dataset = DATASETS.load(kind)(arg if sep else None, n_sessions, start)
     if not isinstance(dataset, SessionDataset):
         raise ValueError(f"dataset: {kind!r} made a {type(dataset).__name__}, not a SessionDataset")

@@ -72,6 +72,7 @@ class Registry(Mapping[str, Any]):
             for ep in sorted(md.entry_points(group=self.group), key=lambda e: e.name):
                 out.setdefault(ep.name, ep)
             self._entries = (key, out)
+            self._loaded.clear()  # a module found on the old path may not be the one found now
         return self._entries[1]
 
     def __iter__(self) -> Iterator[str]:
@@ -91,7 +92,7 @@ class Registry(Mapping[str, Any]):
     def unknown(self, name: str) -> ValueError:
         """The one-line error for a name that is not known, listing the known ones."""
         hint = " or module.path:factory" if self.specs else ""
-        return ValueError(f"{self.kind}: unknown {self.kind} {name!r}; known: {', '.join(self)}{hint}")
+        return ValueError(f"{self.kind}: unknown {self.kind} {name!r}; allowed: {', '.join(self)}{hint}")
 
     def load(self, name: str) -> Any:
         """The object ``name`` stands for (a factory or class), imported on first use.
@@ -122,14 +123,18 @@ class Registry(Mapping[str, Any]):
 
 
 def check_settings(kind: str, name: str, factory: Any, settings: dict[str, Any]) -> None:
-    """Refuse a setting the factory does not take, naming it and the ones it takes.
-
-    A factory that takes ``**kwargs`` checks its settings itself.
+    """Refuse a setting the factory does not take, naming it and the ones it takes, and a call
+    that would lack a setting the factory needs. A factory that takes ``**kwargs`` checks its
+    settings itself.
     """
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature: let the call say
         return
+    needed = [n for n, p in params.items()
+              if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in settings]
+    if needed:
+        raise ValueError(f"{kind}: {name!r} cannot be made: its factory needs the setting(s) {', '.join(needed)}")
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

@@ -112,8 +112,6 @@ _PROTOCOL_KEYS = (
 _EFFORT_KEYS = ("c_click", "c_inspect", "b_choose")
 _ARM_KEYS = ("method", "policy", "k", "checkpoint", "epsilon", "error_weight", "rw_beta", *_PROTOCOL_KEYS)
 _ALLOWED_VALUES: dict[str, tuple[Any, ...]] = {
-    "method": tuple(METHODS),
-    "policy": tuple(POLICIES),
     "start": START_KINDS,
     "correction_rule": CORRECTION_RULES,
     "fallback": FALLBACKS,
@@ -206,6 +204,12 @@ def _typed(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> A
 
 
 def _check_value(key: str, value: Any, path: str) -> None:
+    registry = {"method": METHODS, "policy": POLICIES}.get(key)
+    if registry is not None and isinstance(value, str):
+        try:
+            registry.load(value)  # a registered name or module:factory that imports
+        except ValueError as exc:
+            raise _err(path, str(exc).split(": ", 1)[1]) from None
     if key in _ALLOWED_VALUES and value not in _ALLOWED_VALUES[key]:
         raise _err(path, f"unknown value {value!r}; allowed: {', '.join(map(str, _ALLOWED_VALUES[key]))}")
     ints = {"k", "max_iters", "corrections_per_iter", "brush_radius"}
