@@ -137,6 +137,8 @@ def test_cli_unknown_method_is_one_line_exit_2(capsys: pytest.CaptureFixture[str
 # --- the Method contract -------------------------------------------------------------------------
 
 BROKEN = '''
+from functools import partial
+
 import numpy as np
 
 
@@ -172,28 +174,10 @@ def make(fault="none"):
     return Broken(fault)
 
 
-def dtype():
-    return Broken("dtype")
-
-
-def k():
-    return Broken("k")
-
-
-def outside():
-    return Broken("outside")
-
-
-def decided():
-    return Broken("decided")
-
-
-def undecided():
-    return Broken("undecided")
-
-
-def scores():
-    return Broken("scores")
+# One factory per fault, each named as module:factory by the tests.
+dtype, k, outside, decided, undecided, scores = (
+    partial(Broken, fault) for fault in ("dtype", "k", "outside", "decided", "undecided", "scores")
+)
 
 
 class Kindless(Broken):
