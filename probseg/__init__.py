@@ -10,7 +10,7 @@ Quick start::
 __version__ = "0.1.0"
 
 from .model import CONFIGS, ModelConfig, PartialSegNet, build_network  # noqa: E402
-from .predictor import ProbSeg  # noqa: E402
+from .predictor import ModelInfo, ProbSeg  # noqa: E402
 from .registry import REGISTRY, available, load  # noqa: E402
 
-__all__ = ["CONFIGS", "ModelConfig", "PartialSegNet", "ProbSeg", "REGISTRY", "available", "build_network", "load", "__version__"]
+__all__ = ["CONFIGS", "ModelConfig", "ModelInfo", "PartialSegNet", "ProbSeg", "REGISTRY", "available", "build_network", "load", "__version__"]

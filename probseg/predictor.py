@@ -22,6 +22,7 @@ Two ways to reach the network's resolution, chosen by the configuration's ``work
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from .data.intensity import normalize_image
 from .model import SIZE_MULTIPLE, ModelConfig, PartialSegNet
 
-__all__ = ["ProbSeg", "check_inputs", "resize_to_work"]
+__all__ = ["ModelInfo", "ProbSeg", "check_inputs", "resize_to_work"]
 
 SeedLike = int | np.random.Generator | None
 
@@ -312,3 +313,50 @@ class ProbSeg:
         if z is not None:
             ll = ll - 0.5 * z.flatten(1).pow(2).sum(1).double()
         return ll.numpy()
+
+    @property
+    def info(self) -> ModelInfo:
+        """What a caller needs to know about this model without reading its internals (computed once).
+
+        The SHA-256 is of the checkpoint file the first time ``info`` is read (the registry has
+        checked a shipped file against its manifest when loading it).
+        """
+        cached = self.__dict__.get("_info")
+        if cached is None:
+            from .registry import file_sha256  # the registry imports this module
+
+            path = str(self.meta.get("path", ""))
+            try:
+                digest = file_sha256(path) if path else ""
+            except OSError:  # moved or deleted since loading: no hash to compare, none claimed
+                digest = ""
+            cached = ModelInfo(
+                name=self.name, kind="partial" if self.is_partial else "complete", stochastic=self.is_stochastic,
+                config=self.config.name, trained_tasks=tuple(self.trained_tasks), checkpoint_path=path,
+                checkpoint_sha256=digest,
+            )
+            self.__dict__["_info"] = cached
+        return cached
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's public record (:attr:`ProbSeg.info`): what a benchmark records and checks.
+
+    Attributes:
+        name: the registry name or path it was loaded by ("" for a model built in memory).
+        kind: ``partial`` (proposals leave pixels undecided) or ``complete`` (they decide every pixel).
+        stochastic: whether proposals depend on a latent sample (K proposals differ).
+        config: the network configuration's name (``paper``, ``wide``, ``medical``, ...).
+        trained_tasks: the datasets/tasks it was trained on, as its checkpoint records them.
+        checkpoint_path: the file it was loaded from ("" when it was not loaded from a file).
+        checkpoint_sha256: that file's SHA-256 in hex ("" when there is no readable file).
+    """
+
+    name: str
+    kind: str
+    stochastic: bool
+    config: str
+    trained_tasks: tuple[str, ...]
+    checkpoint_path: str
+    checkpoint_sha256: str

@@ -26,7 +26,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from probseg.atomic import atomic_write
-from probseg.registry import file_sha256
 
 from .datasets import SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
@@ -235,14 +234,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, or "" when it cannot be read (then no check is made)."""
-    try:
-        return file_sha256(path)
-    except OSError:
-        return ""
-
-
 def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
     """Create ``out`` and its config, or check that an existing run there has the same settings."""
     try:
@@ -254,9 +245,8 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         raise ValueError(f"out: cannot write to {out}: {exc.strerror or exc}") from None
     cfg_path = out / "config.json"
     identity = settings.to_dict()
-    model_meta = getattr(getattr(method, "model", None), "meta", {}) if hasattr(method, "model") else {}
-    ckpt_path = model_meta.get("path", "")
-    ckpt_sha = _file_sha256(ckpt_path) if ckpt_path else ""
+    info = getattr(getattr(method, "model", None), "info", None)  # a probseg model's ProbSeg.info
+    ckpt_path, ckpt_sha = (info.checkpoint_path, info.checkpoint_sha256) if info is not None else ("", "")
     walker_beta = getattr(method, "beta", None)
     method_record = {
         "name": method.name, "kind": method.kind, "multi": method.multi,
