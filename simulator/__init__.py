@@ -14,21 +14,38 @@ or one session::
     steps = run_session(image, target, make_method("probseg"), "best-of-k", k=8, rng=np.random.default_rng(0))
 """
 
-from .methods import METHODS, make_method
-from .metrics import EffortModel, session_metrics
-from .policies import POLICIES, make_policy
-from .runner import RunSettings, run
-from .session import SessionConfig, run_session
+from __future__ import annotations
 
-__all__ = [
-    "METHODS",
-    "POLICIES",
-    "EffortModel",
-    "RunSettings",
-    "SessionConfig",
-    "make_method",
-    "make_policy",
-    "run",
-    "run_session",
-    "session_metrics",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The public names and the module each lives in, imported on first use (PEP 562) so that a
+# command's --help does not import torch, pandas and scikit-image first.
+_EXPORTS = {
+    "METHODS": "methods", "make_method": "methods",
+    "EffortModel": "metrics", "session_metrics": "metrics",
+    "POLICIES": "policies", "make_policy": "policies",
+    "RunSettings": "runner", "run": "runner",
+    "SessionConfig": "session", "run_session": "session",
+}
+
+__all__ = sorted(_EXPORTS, key=lambda n: (not n.isupper(), n.lower()))
+
+if TYPE_CHECKING:
+    from .methods import METHODS, make_method
+    from .metrics import EffortModel, session_metrics
+    from .policies import POLICIES, make_policy
+    from .runner import RunSettings, run
+    from .session import SessionConfig, run_session
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         acceptance=a.acceptance, error_weight=a.error_weight, epsilon=a.epsilon, rw_beta=a.rw_beta,
         c_click=a.c_click, c_inspect=a.c_inspect, b_choose=a.b_choose, chunk_size=a.chunk_size,
     )
+    import pandas as pd  # not at the top: --help and a usage error stay fast
+
     _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress)
     print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.k}"))
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 import numpy as np
 from skimage.segmentation import random_walker
 
 import probseg
-from probseg import ProbSeg
 
 from .metrics import dice
 from .plugins import Registry, check_settings
+
+if TYPE_CHECKING:
+    from probseg import ProbSeg
 
 __all__ = [
     "METHODS",
@@ -68,6 +71,12 @@ class Method(Protocol):
         ...
 
 
+def _is_model(obj: Any) -> bool:
+    """``isinstance(obj, ProbSeg)`` without importing torch: a ProbSeg exists only once it is imported."""
+    predictor = sys.modules.get("probseg.predictor")
+    return predictor is not None and isinstance(obj, predictor.ProbSeg)
+
+
 class ProbSegMethod:
     """A probseg model as a method.
 
@@ -91,15 +100,15 @@ class ProbSegMethod:
         name: str | None = None,
         expect_kind: Kind | None = None,
     ) -> None:
-        if not isinstance(model, (ProbSeg, str, os.PathLike)):
+        if not (_is_model(model) or isinstance(model, (str, os.PathLike))):
             raise ValueError(f"model: expected a ProbSeg or a checkpoint name/path, got {type(model).__name__}")
         if expect_kind not in (None, "partial", "complete"):
             raise ValueError(f"expect_kind: must be None, 'partial' or 'complete', got {expect_kind!r}")
-        self._model = model if isinstance(model, ProbSeg) else None
+        self._model = model if _is_model(model) else None
         self._source = model
         self.mean = bool(mean)
         self.expect_kind = expect_kind
-        base = name if name is not None else (model.name if isinstance(model, ProbSeg) else str(model))
+        base = name if name is not None else (model.name if _is_model(model) else str(model))
         self.name = base if name is not None or not mean else f"{base}-mean"
 
     @property
@@ -111,7 +120,7 @@ class ProbSegMethod:
         kind = "partial" if model.is_partial else "complete"
         if self.expect_kind is not None and kind != self.expect_kind:
             raise ValueError(
-                f"checkpoint: {self._source if not isinstance(self._source, ProbSeg) else model.name!r} is a {kind} "
+                f"checkpoint: {self._source if not _is_model(self._source) else model.name!r} is a {kind} "
                 f"model but method {self.name!r} needs a {self.expect_kind} one"
             )
         return model

@@ -5,12 +5,21 @@ from .disks import DiskImage, DiskSpec, all_subset_masks, make_disk_dataset, mak
 from .examples import Example
 from .folder import load_image_folder
 from .intensity import normalize_image
-from .medical import build_medical_pool
 from .medscribble import load_medscribble, medscribble_tasks
 from .nifti import load_nifti_manifest
 from .partials import PairSpec, PartialPair, brush_disk, click_input, make_partial_pair, object_masks, stroke_input
 from .shapes import random_label_map, random_shape, random_shape_with_area
 from .synth import SynthSpec, make_synth_example
+
+
+def __getattr__(name: str):
+    # The medical training pool needs torch; imported on first use so that reading data does not.
+    if name == "build_medical_pool":
+        from .medical import build_medical_pool
+
+        return build_medical_pool
+    raise AttributeError(f"module 'probseg.data' has no attribute {name!r}")
+
 
 __all__ = [
     "DiskImage",
