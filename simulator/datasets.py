@@ -39,7 +39,7 @@ from probseg.data.disks import HELDOUT_SEED, N_HELDOUT
 
 from .plugins import Registry
 
-__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "DATASETS", "DATASET_FORMS"]
+__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "missing_data", "DataNotFound", "DATASETS", "DATASET_FORMS"]
 
 # Stream tags: each kind of random draw has its own stream spawned from (seed, session index).
 STREAM_TARGET = 0
@@ -330,6 +330,34 @@ def make_dataset(name: str, n_sessions: int | None = None, start: str | None = N
     if start == "human" and not dataset.has_human_scribbles:
         raise ValueError(f"start: dataset {name!r} has no human scribbles for every image; use clicks or scribbles")
     return dataset
+
+
+class DataNotFound(ValueError):
+    """A dataset's files are not where its name says (not an error in the name itself)."""
+
+
+# What each shipped real dataset's path must hold, for the message when it is absent.
+_NEEDS = {
+    "medscribble": "the MedScribble collection (a folder in its layout, see README: Real images)",
+    "nifti": "a NIfTI manifest (CSV)",
+    "folder": "an image folder (images/ and masks/)",
+}
+
+
+def missing_data(name: str) -> str | None:
+    """What a shipped real dataset needs, when its path does not exist; None when it exists (or
+    the name is not a shipped real dataset: its factory says what it lacks when it is made).
+
+    A relative path is resolved from the current folder, as :func:`make_dataset` resolves it.
+    """
+    kind, sep, arg = name.partition(":")
+    if kind not in _NEEDS or not sep:
+        return None
+    path, _ = _parse_real(kind, arg)
+    if Path(path).expanduser().exists():
+        return None
+    return (f"needs {_NEEDS[kind]} at {path} ({Path(path).expanduser().resolve()} from {Path.cwd()}), "
+            "which is not there")
 
 
 def session_rng(seed: int, index: int) -> np.random.Generator:

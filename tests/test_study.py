@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from simulator.session import TIMING_KEYS
-from simulator.study import ENDPOINTS, find_study, list_studies, load_study, main, parse_study
+from simulator.study import ENDPOINTS, find_study, list_studies, read_study, main, parse_study
 
 SHIPPED = ("paper", "disks-k-sweep", "noisy-annotator", "protocol")
 
@@ -31,7 +31,7 @@ def test_shipped_studies_are_listed_and_valid() -> None:
     names = {p.stem for p in list_studies()}
     assert set(SHIPPED) <= names
     for name in SHIPPED:
-        study = load_study(name)
+        study = read_study(name)
         assert study.name == name
         assert study.primary_endpoint in ENDPOINTS
         labels = [a.label for a in study.arms]
@@ -171,7 +171,7 @@ def test_shipped_study_runs_quick_end_to_end(name: str, tmp_path: Path) -> None:
         assert (out / "comparison.csv").exists() and (out / "noc90.png").stat().st_size > 0
     if record["reproduce"]:
         repro = pd.read_csv(out / "reproduce.csv")
-        assert set(repro["checkpoint"]) == set(load_study(name).reproduce["checkpoints"])
+        assert set(repro["checkpoint"]) == set(read_study(name).reproduce["checkpoints"])
         for fig in record["reproduce"]["figures"]:
             assert (out / fig).stat().st_size > 0
 
@@ -265,3 +265,16 @@ def test_cli_out_holding_another_study_is_one_line_exit_2(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"probseg-study: error: out: {out} holds the study 'alpha'; choose another --out"]
     assert json.loads((out / "study.json").read_text())["name"] == "alpha"
+
+
+def test_list_and_show_say_what_a_study_needs_when_its_data_is_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the medscribble study's ../shared/medscribble does not resolve from here
+    assert main(["list"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("medscribble"))
+    assert "(needs data)" in line and "(invalid)" not in line
+    assert "needs the MedScribble collection" in line and "at ../shared/medscribble" in line
+    assert main(["show", "medscribble"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("probseg-study: error: dataset: needs the MedScribble collection")
