@@ -3,7 +3,7 @@
 These are the robot annotator's primitives. They live in ``probseg`` rather than in the simulator so
 that training and evaluation draw inputs with the same code: the simulator
 (:mod:`simulator.corrections` re-exports everything here under its old names), the held-out check
-(:func:`probseg.data.medical.click_start`) and a trainer that simulates sessions all import them
+(:func:`probseg.data.medical.evaluate_heldout`) and a trainer that simulates sessions all import them
 from this module, and ``probseg`` never imports ``simulator``. This module imports nothing from the
 rest of ``probseg``, so any part of the package can use it without an import cycle.
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from probseg.metrics import dice  # one Dice for the model's metrics and the simulator's (re-exported)
+
 __all__ = [
     "DICE_THRESHOLDS",
     "EffortCounts",
@@ -46,13 +48,6 @@ def _pair(a: np.ndarray, b: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarr
     if a.shape != b.shape:
         raise ValueError(f"{name}: shapes differ: {a.shape} vs {b.shape}")
     return a, b
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two bool masks of one shape; two empty masks score 1."""
-    a, b = _pair(a, b, "dice")
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

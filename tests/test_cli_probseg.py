@@ -126,13 +126,34 @@ def test_reproduce_json(tiny_checkpoint, capsys):
     assert code == 0 and json.loads(out2) == metrics
 
 
-def test_reproduce_table_and_figure(tiny_checkpoint, tmp_path, capsys):
+def test_reproduce_table_gives_the_added_pixels_beside_each_target_dice(tiny_checkpoint, capsys):
+    code, out, err = _run(reproduce.main, ["--checkpoint", str(tiny_checkpoint), "--n", "2", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "target Dice@16" in out and "held-out images: 2" in out and "added px" in out.splitlines()[0]
+    # Hand-made metrics: z = 0's perfect Dice on 0.2 added pixels must show the 0.2 beside it.
+    metrics = {"added_fg_px": 40.0, "added_bg_px": 36.5, "max_dice": 0.9, "threshold_max_dice": 0.98,
+               "target_dice_at_1": 0.8, "target_dice_at_4": 0.9, "target_dice_at_8": 0.95, "target_dice_at_16": 0.99,
+               "mean_target_dice": 1.0, "mean_added_fg_px": 0.125, "mean_added_bg_px": 0.075, "n_images": 5}
+    rows = {line[:46].strip(): line[46:].split() for line in reproduce.format_table(metrics, "m").splitlines()[2:-1]}
+    assert rows["target Dice, z = 0 (deterministic)"] == ["1.000", "0.2"]
+    assert rows["target Dice@8"] == ["0.950", "76.5"]
+    assert rows["added foreground px / proposal"] == ["40.0", "52"]  # the paper's value, no added-px column
+
+
+def test_reproduce_figure_draws_without_the_evaluation(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import probseg.evaluate
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("--figure ran the held-out evaluation")
+
+    monkeypatch.setattr(probseg.evaluate, "evaluate_disks", no_evaluation)
     fig = tmp_path / "figs" / "out.png"
-    argv = ["--checkpoint", str(tiny_checkpoint), "--n", "2", "--figure", str(fig), "--no-progress"]
-    code, out, err = _run(reproduce.main, argv, capsys)
+    code, out, err = _run(reproduce.main, ["--checkpoint", str(tiny_checkpoint), "--figure", str(fig)], capsys)
     assert code == 0, err
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 1000
-    assert "target Dice@16" in out and "held-out images: 2" in out and f"figure: {fig}" in out
+    assert out.strip() == f"figure: {fig}"
+    code, _, err = _run(reproduce.main, ["--figure", str(fig), "--json"], capsys)
+    _assert_usage_error(code, err, "--json")
 
 
 def test_reproduce_help_console_script():

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import probseg
-from probseg import ProbSeg, build_network
+from probseg import ProbSeg, build_network, interaction
 from probseg.checkpoint import save_checkpoint
 from probseg.data.examples import Example
 from probseg.data.medscribble import load_medscribble
@@ -23,7 +23,6 @@ from probseg.data.medical import (
     AugmentSpec,
     augment_example,
     build_medical_pool,
-    click_start,
     evaluate_heldout,
     pool_batch_to_float,
 )
@@ -451,9 +450,15 @@ def _fake_medscribble(root: Path) -> Path:
     return root
 
 
+def _click_start(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out check's start: the simulator's click start at the default brush radius."""
+    start = interaction.click_start(target, interaction.default_brush_radius(target.shape[0]))
+    return start.mask, start.seg
+
+
 def test_click_start_and_heldout_metrics():
     exs = _fake_examples("T2", n=2, size=64)
-    mask, seg = click_start(exs[0].target)
+    mask, seg = _click_start(exs[0].target)
     assert mask.any() and seg.any() and (seg <= mask).all() and (seg == (mask & exs[0].target)).all()
     metrics = evaluate_heldout(MODELS["medical"], exs, k=3, seed=0)
     assert metrics["heldout_n_images"] == 2 and metrics["heldout_tasks"] == ["T2"] and metrics["heldout_k"] == 3
@@ -461,7 +466,7 @@ def test_click_start_and_heldout_metrics():
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["heldout_added_px"] >= 0 and set(metrics["heldout_dice_z0_by_task"]) == {"T2"}
     complete = evaluate_heldout(MODELS["medical-unet-complete"], exs, k=2)
-    assert complete["heldout_added_px"] == 64 * 72 - (click_start(exs[0].target)[0].sum() + click_start(exs[1].target)[0].sum()) / 2
+    assert complete["heldout_added_px"] == 64 * 72 - (_click_start(exs[0].target)[0].sum() + _click_start(exs[1].target)[0].sum()) / 2
 
 
 def _mean_loss(net, batch: torch.Tensor) -> float:

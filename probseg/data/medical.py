@@ -36,7 +36,6 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .. import interaction
-from ..interaction import default_brush_radius
 from ..metrics import dice
 from .examples import Example
 from .intensity import normalize_image
@@ -52,7 +51,6 @@ __all__ = [
     "augment_example",
     "build_medical_pool",
     "build_medical_target_pool",
-    "click_start",
     "evaluate_heldout",
     "heldout_tasks",
 ]
@@ -337,26 +335,6 @@ def heldout_tasks(medscribble_path: str | Path, train_tasks: Sequence[str]) -> l
     return [t for t in medscribble_tasks(medscribble_path) if t not in set(train_tasks)]
 
 
-def click_start(target: np.ndarray, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The simulator's click start as ``(mask, seg)``: a positive click at the target's deepest pixel
-    and a negative one at the background's, each deciding a brush disk of its own label.
-
-    A thin adapter over :func:`probseg.interaction.click_start` (the code the simulator runs), kept
-    for :func:`evaluate_heldout`, whose numbers are recorded in the shipped checkpoints' metrics: it
-    casts ``target`` to bool and fills in the protocol's default radius.
-
-    Args:
-        target: (H, W), cast to bool.
-        radius: brush radius; None = max(1, round(H / 64)). Passed through unchecked, as before the
-            start moved to :mod:`probseg.interaction`.
-    Returns:
-        ``mask``, ``seg``: bool (H, W).
-    """
-    target = np.asarray(target, dtype=bool)
-    start = interaction.click_start(target, default_brush_radius(target.shape[0]) if radius is None else radius)
-    return start.mask, start.seg
-
-
 def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: int = 0) -> dict[str, Any]:
     """A small, honest check on images of tasks the model never saw, from the simulator's click start.
 
@@ -382,7 +360,8 @@ def evaluate_heldout(model: Any, examples: Sequence[Example], k: int = 8, seed: 
     start_d, z0_d, best_d, added, right, by_task, pairwise = [], [], [], [], 0, {}, []
     total_added = 0
     for i, ex in enumerate(examples):
-        mask, seg = click_start(ex.target)
+        start = interaction.click_start(ex.target, interaction.default_brush_radius(ex.target.shape[0]))
+        mask, seg = start.mask, start.seg
         start_d.append(dice(seg, ex.target))
         m0, s0 = model.propose(ex.image, mask, seg, k=1, mean=True)
         z0 = dice(s0[0], ex.target)
