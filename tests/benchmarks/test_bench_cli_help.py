@@ -1,0 +1,34 @@
+"""How long each console script takes to print its --help (pytest-benchmark), from a fresh process.
+
+Run with::
+
+    python3 -m pytest tests/benchmarks/test_bench_cli_help.py -m benchmark --benchmark-enable -p no:randomly
+
+The scripts are run as installed (``shutil.which``), as a user runs them; each round is one process
+start, imports included. Target: under 1 s for the commands that import lazily (probseg-simulate,
+probseg-study, probseg-reproduce) on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+SCRIPTS = ("probseg-simulate", "probseg-study", "probseg-reproduce", "probseg-report", "probseg-train",
+           "probseg-tune-baselines")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(benchmark, script: str) -> None:
+    exe = shutil.which(script)
+    if exe is None:
+        pytest.skip(f"{script} is not installed (pip install -e .)")
+
+    def help_once() -> None:
+        subprocess.run([exe, "--help"], capture_output=True, check=True, timeout=120)
+
+    benchmark.pedantic(help_once, rounds=3, iterations=1)

@@ -1,0 +1,76 @@
+"""A command answers --help and a usage error before importing torch, Ray or matplotlib.
+
+The time this saves is measured in tests/benchmarks/test_bench_cli_help.py; here the behaviour:
+which heavy modules a fresh interpreter has imported when the command is done.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "ray", "matplotlib")
+
+# console script -> (module, a usage error)
+COMMANDS = {
+    "probseg-simulate": ("simulator.cli", ["--k", "many"]),
+    "probseg-study": ("simulator.study", ["run"]),
+    "probseg-reproduce": ("probseg.reproduce", ["--n", "0"]),
+}
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy modules imported by ``code`` in a fresh interpreter (run from the repository)."""
+    probe = f"{code}\nimport sys\nprint('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [m for m in done.stdout.strip().splitlines()[-1].removeprefix("heavy:").split(",") if m]
+
+
+def test_the_packages_import_nothing_heavy() -> None:
+    assert heavy_modules_after("import probseg, simulator, simulator.runner, simulator.study") == []
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_and_a_usage_error_import_nothing_heavy(command: str) -> None:
+    module, bad = COMMANDS[command]
+    code = (f"from {module} import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+            f"assert main({bad!r}) == 2")
+    assert heavy_modules_after(code) == []
+
+
+def test_the_lazy_names_are_the_real_ones() -> None:
+    import probseg
+    import simulator
+    from probseg.predictor import ProbSeg
+    from simulator.runner import run
+
+    assert probseg.ProbSeg is ProbSeg and simulator.run is run
+    assert set(probseg.__all__) <= set(dir(probseg)) and set(simulator.__all__) <= set(dir(simulator))
+    with pytest.raises(AttributeError):
+        _ = probseg.no_such_name
+    with pytest.raises(AttributeError):
+        _ = simulator.no_such_name
+
+
+def test_one_name_one_thing() -> None:
+    """The duplicates issue 16 listed: each thing has one name where it lives."""
+    import probseg.data.medical
+    import probseg.interaction
+    import probseg.metrics
+    import simulator.corrections
+    import simulator.metrics
+    import simulator.study
+
+    assert simulator.metrics.dice is probseg.metrics.dice
+    assert simulator.corrections.click_start is probseg.interaction.click_start
+    assert not hasattr(probseg.data.medical, "click_start")
+    # The study definition's arm and reader differ in name from the report's loaded Arm and load_study.
+    assert not hasattr(simulator.study, "Arm") and not hasattr(simulator.study, "load_study")
