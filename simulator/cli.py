@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--method", default=d.method, help=f"one of: {', '.join(METHODS)}; or module.path:factory, any "
                         "object with the Method protocol (simulator.methods.Method)")
     g.add_argument("--checkpoint", default=None, help="override the method's checkpoint (a name or a .pt path)")
-    g.add_argument("--policy", default=d.policy, help=f"one of: {', '.join(POLICIES)}")
+    g.add_argument("--policy", default=d.policy, help=f"one of: {', '.join(POLICIES)}; or module.path:factory")
     g.add_argument("--k", type=int, default=d.k, help="candidates per iteration (single-proposal methods use 1)")
     g.add_argument("--seed", type=int, default=d.seed, help="every random draw derives from (seed, session)")
     g.add_argument("--epsilon", type=float, default=d.epsilon, help="noisy-best-of-k: probability of a random pick")

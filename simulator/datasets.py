@@ -10,6 +10,9 @@ exactly the same data. Names:
 * ``nifti:MANIFEST.csv``: 2D slices of 3D volumes listed in a manifest
   (:func:`probseg.data.load_nifti_manifest`); no human scribbles.
 * ``folder:PATH``: a folder of images and masks (:func:`probseg.data.load_image_folder`).
+* ``NAME[:ARG]``: a dataset an installed package registers in the ``probseg.datasets`` entry-point
+  group (:mod:`simulator.plugins`), as the four above are: ``factory(ARG or None, n_sessions, start)``
+  returns a :class:`SessionDataset`.
 
 Real images are fixed, so their cases do not depend on the seed. With ``start='human'`` a real
 dataset has one session per (image, annotator) pair, so every annotator's scribbles are used; with any

@@ -3,6 +3,11 @@
 A method's ``kind`` decides what the session feeds it (see :mod:`simulator.session`): a ``partial``
 method gets the accepted state (chosen proposal plus corrections), a ``complete`` method only the
 annotator's own input (start plus corrections) and re-predicts every pixel from it.
+
+Any object with the :class:`Method` protocol is a method: name its factory as ``module.path:factory``
+or register it in the ``probseg.methods`` entry-point group (:mod:`simulator.plugins`), as the
+shipped methods are. :func:`make_method` makes every method and wraps it in :class:`CheckedMethod`,
+which refuses an answer that breaks the protocol's rules.
 """
 
 from __future__ import annotations
@@ -43,13 +48,19 @@ Proposals = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 class Method(Protocol):
-    """What a session calls.
+    """What a session calls; a plug-in method implements exactly this (README: "Your own method").
 
     Attributes:
         name: the method's name in results.
         kind: ``partial`` (leaves pixels undecided, fed the accepted state) or ``complete`` (decides
             every pixel, fed only the annotator's input).
         multi: whether it gives K different proposals (else the session asks for K = 1).
+
+    A factory (the object a name or ``module:factory`` stands for: a class or a function) is called
+    with the method's settings: ``checkpoint=`` when a run gives one, nothing otherwise. It may say
+    its default checkpoints in attributes ``checkpoint`` (on disks) and ``real_checkpoint`` (on real
+    images). A method may expose the :class:`~probseg.ProbSeg` it runs as ``model``: the run then
+    records its checkpoint (``model.info``) and refuses a dataset with one of its training tasks.
     """
 
     name: str

@@ -43,7 +43,7 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
 
     [[arms]]
     label = "probseg best-of-{k}"         # {field} is replaced by the arm's value
-    method = "probseg"; policy = "best-of-k"
+    method = "probseg"; policy = "best-of-k"  # a registered name or module.path:factory (simulator.plugins)
     k = [1, 2, 4, 8, 16]                  # a list expands into one arm per value (all lists: product)
 
     [reproduce]                           # optional: the paper's reproduction (probseg.evaluate)
