@@ -5,8 +5,11 @@ Run with::
     python3 -m pytest tests/benchmarks/test_bench_cli_help.py -m benchmark --benchmark-enable -p no:randomly
 
 The scripts are run as installed (``shutil.which``), as a user runs them; each round is one process
-start, imports included. Target: under 1 s for the commands that import lazily (probseg-simulate,
-probseg-study, probseg-reproduce) on a 2-core machine.
+start, imports included. Measured on the 2-core development machine under a load average of about 9
+(medians of 3, with ``PYTHONPATH`` set to the checkout): probseg-simulate 2.97 s (9.9 s before it
+imported lazily), probseg-study 3.27 s (6.7 s), probseg-reproduce 0.56 s (5.3 s). What remains for
+simulate and study is pandas, SciPy and scikit-image, imported at module level by
+``simulator.runner`` and the random walker; probseg-train still imports torch first.
 """
 
 from __future__ import annotations
