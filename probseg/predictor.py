@@ -332,6 +332,7 @@ class ProbSeg:
                 digest = ""
             cached = ModelInfo(
                 name=self.name, kind="partial" if self.is_partial else "complete", stochastic=self.is_stochastic,
+                multi=self.is_multi,
                 config=self.config.name, trained_tasks=tuple(self.trained_tasks), checkpoint_path=path,
                 checkpoint_sha256=digest,
             )
@@ -346,7 +347,8 @@ class ModelInfo:
     Attributes:
         name: the registry name or path it was loaded by ("" for a model built in memory).
         kind: ``partial`` (proposals leave pixels undecided) or ``complete`` (they decide every pixel).
-        stochastic: whether proposals depend on a latent sample (K proposals differ).
+        stochastic: whether proposals depend on a latent sample.
+        multi: whether one call's K proposals differ (a latent model, or a multi-head one).
         config: the network configuration's name (``paper``, ``wide``, ``medical``, ...).
         trained_tasks: the datasets/tasks it was trained on, as its checkpoint records them.
         checkpoint_path: the file it was loaded from ("" when it was not loaded from a file).
@@ -356,6 +358,7 @@ class ModelInfo:
     name: str
     kind: str
     stochastic: bool
+    multi: bool
     config: str
     trained_tasks: tuple[str, ...]
     checkpoint_path: str

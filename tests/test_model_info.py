@@ -21,7 +21,7 @@ def test_a_shipped_model_reports_its_kind_tasks_file_and_hash(name: str) -> None
     info = model.info
     assert isinstance(info, ModelInfo) and info is model.info  # computed once
     assert info.name == name and info.config == model.config.name
-    assert (info.kind, info.stochastic) == (("partial", True) if name == "disks" else ("complete", False))
+    assert (info.kind, info.stochastic, info.multi) == (("partial", True, True) if name == "disks" else ("complete", False, False))
     assert info.trained_tasks == tuple(model.trained_tasks)
     assert info.checkpoint_path == str(CHECKPOINT_DIR / REGISTRY[name])
     manifest = json.loads((CHECKPOINT_DIR / MANIFEST).read_text())
@@ -32,7 +32,7 @@ def test_a_shipped_model_reports_its_kind_tasks_file_and_hash(name: str) -> None
 
 def test_a_model_built_in_memory_has_no_file_and_no_hash() -> None:
     info = ProbSeg(build_network("paper-complete"), name="mine").info
-    assert (info.name, info.kind, info.stochastic, info.config) == ("mine", "complete", True, "paper-complete")
+    assert (info.name, info.kind, info.stochastic, info.multi, info.config) == ("mine", "complete", True, True, "paper-complete")
     assert (info.trained_tasks, info.checkpoint_path, info.checkpoint_sha256) == ((), "", "")
 
 
