@@ -433,7 +433,7 @@ class MethodRegistry(Registry):
     factory's attributes of those names; :meth:`load` gives the factory itself."""
 
     def __getitem__(self, name: str) -> dict[str, Any]:
-        factory = self.load(name)
+        factory = super().__getitem__(name)
         return {"checkpoint": getattr(factory, "checkpoint", None),
                 "real_checkpoint": getattr(factory, "real_checkpoint", None)}
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Registry", "check_settings", "is_factory_spec"]
+__all__ = ["Registry", "check_settings", "factory_settings", "is_factory_spec"]
 
 # ``module.path:attr`` (attr may be dotted): what an entry point's value looks like.
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -87,6 +87,8 @@ class Registry(Mapping[str, Any]):
         return name in self.entries() or (self.specs and is_factory_spec(name))
 
     def __getitem__(self, name: str) -> Any:
+        if name not in self:
+            raise KeyError(name)  # the Mapping contract: .get() and `in` rely on it
         return self.load(name)
 
     def unknown(self, name: str) -> ValueError:
@@ -122,6 +124,19 @@ class Registry(Mapping[str, Any]):
         return self._loaded[key]
 
 
+def factory_settings(factory: Any) -> dict[str, Any] | None:
+    """The settings (keyword parameters) a factory takes, each with its default
+    (``inspect.Parameter.empty`` where it has none), or None when it does not say (a ``**kwargs``
+    factory, or one without a signature): such a factory checks its settings itself."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {n: p.default for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def check_settings(kind: str, name: str, factory: Any, settings: dict[str, Any]) -> None:
     """Refuse a setting the factory does not take, naming it and the ones it takes, and a call
     that would lack a setting the factory needs. A factory that takes ``**kwargs`` checks its
@@ -135,9 +150,9 @@ def check_settings(kind: str, name: str, factory: Any, settings: dict[str, Any])
               if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in settings]
     if needed:
         raise ValueError(f"{kind}: {name!r} cannot be made: its factory needs the setting(s) {', '.join(needed)}")
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    allowed = factory_settings(factory)
+    if allowed is None:
         return
-    allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for key in sorted(settings):
         if key not in allowed:
-            raise ValueError(f"{key}: not a setting of {kind} {name!r}; its settings: {allowed or 'none'}")
+            raise ValueError(f"{key}: not a setting of {kind} {name!r}; its settings: {list(allowed) or 'none'}")

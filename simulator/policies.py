@@ -25,7 +25,7 @@ import numpy as np
 from probseg.choice import REJECT as REJECT_CHOICE
 from probseg.choice import best_of_k, state_score
 
-from .plugins import Registry, check_settings
+from .plugins import Registry, check_settings, factory_settings
 
 __all__ = [
     "ACCEPTANCE_RULES",
@@ -37,6 +37,7 @@ __all__ = [
     "Policy",
     "RandomOfK",
     "make_policy",
+    "policy_defaults",
     "state_score",
 ]
 
@@ -253,3 +254,13 @@ def make_policy(name: str, **settings: Any) -> Policy:
     factory = POLICIES.load(name)
     check_settings("policy", name, factory, settings)
     return factory(**settings)
+
+
+def policy_defaults(name: str) -> dict[str, Any] | None:
+    """The settings policy ``name`` takes, with their defaults; None for an unknown name.
+
+    A plug-in policy that does not say (``**kwargs``) takes none as far as a report can tell.
+    """
+    if name not in POLICIES:
+        return None
+    return factory_settings(POLICIES.load(name)) or {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +158,9 @@ _SHOWN_APART = frozenset({"method", "checkpoint", "policy", "k", "chunk_size"})
 
 def _policy_defaults(policy: Any) -> dict[str, Any] | None:
     """The settings the named policy takes, with their defaults; None for a policy this code does not know."""
-    from ..policies import POLICIES
+    from ..policies import policy_defaults
 
-    cls = POLICIES.get(str(policy))
-    if cls is None:
-        return None
-    return {f.name: f.default for f in fields(cls)}
+    return policy_defaults(str(policy))
 
 
 def settings_differences(settings: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
@@ -195,10 +191,10 @@ def settings_differences(settings: Mapping[str, Any], reference: Mapping[str, An
 
 
 def _all_policy_settings() -> set[str]:
-    """Every setting some shipped policy takes."""
-    from ..policies import POLICIES
+    """Every setting some policy takes (a plug-in policy need not be a dataclass)."""
+    from ..policies import POLICIES, policy_defaults
 
-    return {f.name for cls in POLICIES.values() for f in fields(cls)}
+    return {setting for name in POLICIES for setting in policy_defaults(name) or {}}
 
 
 def _walker_cell(arm: Arm) -> str:
