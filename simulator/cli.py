@@ -13,7 +13,7 @@ from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DATASETS
 from .methods import METHODS
 from .policies import ACCEPTANCE_RULES, POLICIES
-from .runner import RunSettings, run, summary_json
+from .runner import DEFAULT_BATCH_SIZE, RunSettings, run, summary_json
 from .session import FALLBACKS
 
 __all__ = ["main"]
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="local Ray workers; 0 runs in-process without Ray")
     g.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     g.add_argument("--chunk-size", type=int, default=d.chunk_size, help="sessions per task and per saved chunk")
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="sessions whose proposals a worker computes in one batched pass (1: one at a time); "
+                        "never changes the tables")
     g.add_argument("--out", default=None, help="output folder (default: a fresh folder under results/runs/)")
     g.add_argument("--json", action="store_true", help="print summary.json as the last line")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -99,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         acceptance=a.acceptance, error_weight=a.error_weight, epsilon=a.epsilon, rw_beta=a.rw_beta,
         c_click=a.c_click, c_inspect=a.c_inspect, b_choose=a.b_choose, chunk_size=a.chunk_size,
     )
-    _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress)
+    _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress,
+                        batch_size=a.batch_size)
     table = pd.Series({k: summary[k] for k in _SUMMARY_ROWS}, name=f"{settings.method} / {settings.policy} / K={settings.k}")
     with pd.option_context("display.float_format", "{:.3f}".format):
         print(table.to_frame().to_string())

@@ -36,6 +36,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from itertools import combinations
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,10 @@ from .methods import Method, make_method
 from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy, make_policy
 
-__all__ = ["FALLBACKS", "STOP_REASONS", "SessionConfig", "run_session", "STEP_KEYS", "stop_reason"]
+__all__ = [
+    "FALLBACKS", "STOP_REASONS", "ProposalRequest", "SessionConfig", "run_session", "session_steps", "start_session", "STEP_KEYS",
+    "stop_reason",
+]
 
 # How the robot corrects after a stall or a rejection: ``hand-in`` clicks the errors of the segmentation
 # a person would hand in; ``v0.1`` (the first release's rule) also clicks undecided background.
@@ -297,11 +301,82 @@ def run_session(
         raise ValueError("config: give the protocol either as a SessionConfig or as keyword arguments, not both")
     else:
         cfg = config
+    method = make_method(method) if isinstance(method, str) else method
+    steps = start_session(image, target, method, policy, cfg, human_scribbles, rng, trace)
+    request = next(steps)
+    while True:
+        t_model = time.perf_counter()
+        # Copies: a method must not be able to edit the session's state through its arguments.
+        proposals = method.propose(request.image, request.mask.copy(), request.seg.copy(), request.k, request.rng)
+        try:
+            request = steps.send((proposals, time.perf_counter() - t_model))
+        except StopIteration as done:
+            return done.value
+
+
+def start_session(
+    image: np.ndarray,
+    target: np.ndarray,
+    method: Method | str,
+    policy: Policy | str,
+    cfg: SessionConfig,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+    trace: list[dict[str, Any]] | None = None,
+) -> "SessionSteps":
+    """Check a session's arguments (as :func:`run_session` does) and return its :func:`session_steps`.
+
+    Raises:
+        ValueError: naming the argument at fault (the start's own checks run at the first ``next``).
+    """
     image, target = _check_image_target(image, target)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
     method = make_method(method) if isinstance(method, str) else method
     policy = make_policy(policy) if isinstance(policy, str) else policy
+    return session_steps(image, target, method, policy, cfg, human_scribbles, rng, trace)
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """What a session asks its method for at one iteration: ``method.propose(image, mask, seg, k, rng)``.
+
+    ``image`` float32 (H, W); ``mask``, ``seg`` bool (H, W), the session's own arrays (a caller passes
+    copies to the method); ``rng`` the session's method stream.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    seg: np.ndarray
+    k: int
+    rng: np.random.Generator
+
+
+SessionSteps = Generator[ProposalRequest, tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], float], list[dict[str, Any]]]
+
+
+def session_steps(
+    image: np.ndarray,
+    target: np.ndarray,
+    method: Method,
+    policy: Policy,
+    cfg: SessionConfig,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+    trace: list[dict[str, Any]] | None = None,
+) -> SessionSteps:
+    """One session as a generator, so that a driver decides how proposals are computed.
+
+    It yields a :class:`ProposalRequest` per iteration and is sent back ``((masks, segs, scores),
+    model_seconds)``: what ``method.propose`` returns for that request and the seconds it took (a
+    driver that computes many sessions' proposals together passes each its share). When the session
+    ends it returns its step records (``StopIteration.value``). Everything but the proposals is
+    computed here, so every driver gives the same records for the same proposals: :func:`run_session`
+    calls ``method.propose`` per request (the reference), :mod:`simulator.lockstep` batches requests
+    of many sessions. Arguments as :func:`run_session`'s, already checked (``image`` float32).
+    ``total_seconds`` counts this session's own work and its model seconds, not the time it waits
+    while a driver serves other sessions.
+    """
     radius = resolve_brush_radius(cfg.brush_radius, target.shape)
     start_rng, method_rng, policy_rng, click_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(rng.integers(0, 2**32, size=4)).spawn(4)
@@ -319,10 +394,9 @@ def run_session(
     for iteration in range(1, cfg.max_iters + 1):
         t_iter = time.perf_counter()
         feed_mask, feed_seg = (cur_mask, cur_seg) if partial else (input_mask, input_seg)
-        t_model = time.perf_counter()
-        # Copies: a method must not be able to edit the session's state through its arguments.
-        masks, segs, scores = method.propose(image, feed_mask.copy(), feed_seg.copy(), n_ask, method_rng)
-        model_seconds = time.perf_counter() - t_model
+        waited = time.perf_counter()
+        (masks, segs, scores), model_seconds = yield ProposalRequest(image, feed_mask, feed_seg, n_ask, method_rng)
+        t_iter += time.perf_counter() - waited - model_seconds  # count the model's seconds, not the wait
         _check_proposals(method, masks, segs, scores, n_ask, feed_mask, feed_seg)
 
         chosen = int(policy.choose(
