@@ -38,7 +38,13 @@ from torch import nn
 
 from .model import PartialSegNet
 
-__all__ = ["ExactBatcher", "decode_batch"]
+__all__ = ["MAX_BATCH_PIXELS", "ExactBatcher", "decode_batch"]
+
+# Most samples x pixels one batched pass decodes (larger batches are split into passes of whole
+# inputs). On a CPU a batch gains by sharing each layer's call overhead, and loses once its
+# activations leave the cache: measured on 2 cores, 8 disk inputs of 8 samples at 32 x 32 (64 Ki)
+# ran 1.1-1.4x faster than one at a time, while 8 medical inputs at 128 x 128 ran 0.7x as fast.
+MAX_BATCH_PIXELS = 2**16
 
 # Layers whose output for a sample depends on that sample alone: these are the ones checked.
 _PER_SAMPLE = (nn.Conv2d, nn.ConvTranspose2d, nn.GroupNorm)

@@ -311,7 +311,7 @@ class ProbSeg:
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """:meth:`_predict_padded` or :meth:`_predict_resized` of every input, decoded together per
         network input size: ``pred_m``, ``pred_s`` float32 (k, H_i, W_i) and z of each input."""
-        from .batching import ExactBatcher, decode_batch
+        from .batching import MAX_BATCH_PIXELS, ExactBatcher, decode_batch
 
         batcher = self.__dict__.setdefault("_batcher", ExactBatcher())
         resized = self.config.work_size > 0
@@ -333,14 +333,15 @@ class ProbSeg:
             prepared.append((size, img, xm, xs, z, z_in))
         preds: list[Any] = [None] * len(inputs)
         for size in dict.fromkeys(p[0] for p in prepared):
-            group = [i for i, p in enumerate(prepared) if p[0] == size]
-            z_ins = [prepared[i][5] for i in group]
-            n = 1 if z_ins[0] is None else z_ins[0].shape[0]
-            cat = lambda j: torch.cat([prepared[i][j] for i in group])  # noqa: E731
-            pred_m, pred_s = decode_batch(self.net, batcher, cat(1), cat(2), cat(3), None if n == 1 and z_ins[0] is None
-                                          else torch.cat(z_ins), n)
-            for row, i in enumerate(group):
-                preds[i] = (pred_m[row * n:(row + 1) * n], pred_s[row * n:(row + 1) * n])
+            same = [i for i, p in enumerate(prepared) if p[0] == size]
+            n = 1 if prepared[same[0]][5] is None else prepared[same[0]][5].shape[0]
+            per_pass = max(1, MAX_BATCH_PIXELS // (n * size[0] * size[1]))
+            for group in (same[j:j + per_pass] for j in range(0, len(same), per_pass)):
+                cat = lambda j: torch.cat([prepared[i][j] for i in group])  # noqa: E731
+                z_in = None if prepared[group[0]][5] is None else cat(5)
+                pred_m, pred_s = decode_batch(self.net, batcher, cat(1), cat(2), cat(3), z_in, n)
+                for row, i in enumerate(group):
+                    preds[i] = (pred_m[row * n:(row + 1) * n], pred_s[row * n:(row + 1) * n])
         out = []
         for (image, _, _), (size, *_, z, _), (pred_m, pred_s) in zip(inputs, prepared, preds):
             h, w = image.shape

@@ -158,7 +158,7 @@ class RunSettings:
 
 
 # Sessions whose proposals one lockstep round computes together (1: the per-session reference path).
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 8
 # Seconds a local Ray instance takes to start and to start its workers (measured on 2 shared cores:
 # 8-20 s); a run that would not save that much by running on Ray runs in-process (see :func:`run`).
 RAY_STARTUP_SECONDS = 15.0

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import probseg
+from probseg import batching
 from probseg.batching import ExactBatcher
 from simulator.datasets import make_dataset, session_rng
 from simulator.lockstep import LockstepCase, run_lockstep
@@ -57,8 +58,10 @@ def _assert_same(a: tuple[pd.DataFrame, pd.DataFrame], b: tuple[pd.DataFrame, pd
     ("medical-complete", [(128, 128), (64, 256)]),
     ("medical-unet-complete", [(150, 150), (128, 128)]),
 ])
-def test_propose_batch_equals_propose_bit_for_bit(name, shapes):
+@pytest.mark.parametrize("max_pixels", [batching.MAX_BATCH_PIXELS, 2**30], ids=["default-passes", "one-pass"])
+def test_propose_batch_equals_propose_bit_for_bit(name, shapes, max_pixels, monkeypatch):
     _need(name)
+    monkeypatch.setattr(batching, "MAX_BATCH_PIXELS", max_pixels)  # 2**30: every input of a size in one pass
     model = probseg.load(name)
     rng = np.random.default_rng(7)
     images = [rng.normal(50, 20, size=s) for s in shapes]
@@ -107,6 +110,24 @@ def test_a_layer_that_rounds_differently_in_a_batch_runs_slice_by_slice():
         assert net(x).sub(reference).abs().max() > 0  # outside the block the batch does change it
     assert sorted(batcher.plans.values()) == [-1, 0, 0]  # only the sensitive layer is split
     assert "forward" not in vars(net[1])  # the layers are restored
+
+
+def test_step_metrics_from_counts_equal_the_metric_definitions():
+    from itertools import combinations
+
+    from simulator.metrics import dice
+    from simulator.session import _candidate_dice, _diversity
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        k = int(rng.integers(1, 9))
+        segs = rng.random((k, 23, 17)) < rng.random()
+        target = rng.random((23, 17)) < rng.random()
+        if trial % 5 == 0:
+            segs[: k // 2] = False  # empty candidates: Dice 1 between two of them
+        pairs = [1.0 - dice(segs[i], segs[j]) for i, j in combinations(range(k), 2)]
+        assert _diversity(segs) == (float(np.mean(pairs)) if pairs else 0.0)
+        assert _candidate_dice(segs, target) == [dice(s, target) for s in segs]
 
 
 # --- sessions: which sessions share a batch never matters --------------------------------------------
@@ -173,8 +194,10 @@ def test_the_fast_path_runs_a_small_run_in_process_with_the_same_tables(tmp_path
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
 @pytest.mark.parametrize("method", ["probseg", "probseg-complete"])
-def test_real_image_tables_equal_the_reference(tmp_path, method):
+@pytest.mark.parametrize("max_pixels", [batching.MAX_BATCH_PIXELS, 2**30], ids=["default-passes", "one-pass"])
+def test_real_image_tables_equal_the_reference(tmp_path, method, max_pixels, monkeypatch):
     _need("medical", "medical-complete")
+    monkeypatch.setattr(batching, "MAX_BATCH_PIXELS", max_pixels)
     settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,WBC", method=method, k=4,
                            start="human", n_sessions=5, chunk_size=5, max_iters=3, early_stop=False)
     reference = _tables(settings, tmp_path / "ref", workers=0, batch_size=1)
