@@ -159,10 +159,12 @@ def test_run_lockstep_rejects_a_bad_batch_size():
     ("probseg", "random-of-k", False),
     ("probseg-complete", "best-of-k", True),  # complete
     ("probseg-mean", "first", False),
+    ("random-walker", "first", True),  # no batched proposals: lockstep calls propose per session
 ])
 def test_disk_tables_equal_the_reference_for_any_batch_size(tmp_path, method, policy, early_stop):
     _need("disks", "disks-complete")
-    settings = RunSettings(method=method, policy=policy, n_sessions=24, chunk_size=12, max_iters=5,
+    n = 8 if method == "random-walker" else 24
+    settings = RunSettings(method=method, policy=policy, n_sessions=n, chunk_size=12, max_iters=5,
                            early_stop=early_stop)
     reference = _tables(settings, tmp_path / "ref", workers=0, batch_size=1)
     for batch_size in (5, 16):
