@@ -113,7 +113,8 @@ class ExactBatcher:
         layers = [m for m in net.modules() if isinstance(m, _PER_SAMPLE)]
         for index, m in enumerate(layers):
             plain = type(m).forward.__get__(m)
-            m.forward = lambda x, _i=index, _m=m, _p=plain: self._forward(_i, _m, _p, ref, x)  # type: ignore[method-assign]
+            # An instance attribute shadows the class's forward; deleting it restores the layer.
+            m.forward = lambda x, _i=index, _m=m, _p=plain: self._forward(_i, _m, _p, ref, x)  # type: ignore
         try:
             yield
         finally:

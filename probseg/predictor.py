@@ -347,9 +347,8 @@ class ProbSeg:
             h, w = image.shape
             if resized and (h, w) != size:
                 shrink = h < size[0] or w < size[1]
-                both = F.interpolate(
-                    torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear", antialias=shrink, align_corners=False
-                )
+                both = F.interpolate(torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear",
+                                     antialias=shrink, align_corners=False)
                 pred_m, pred_s = both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
             elif not resized:
                 pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]

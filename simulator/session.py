@@ -34,9 +34,9 @@ session runs ``max_iters`` iterations); the oracle's former acceptance rule is a
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -58,8 +58,8 @@ from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy, make_policy
 
 __all__ = [
-    "FALLBACKS", "STOP_REASONS", "ProposalRequest", "SessionConfig", "run_session", "session_steps", "start_session", "STEP_KEYS",
-    "stop_reason",
+    "FALLBACKS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
+    "start_session", "stop_reason",
 ]
 
 # How the robot corrects after a stall or a rejection: ``hand-in`` clicks the errors of the segmentation
@@ -373,7 +373,10 @@ class ProposalRequest:
     rng: np.random.Generator
 
 
-SessionSteps = Generator[ProposalRequest, tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], float], list[dict[str, Any]]]
+# Yields requests, is sent ((masks, segs, scores), model seconds), returns the step records.
+SessionSteps = Generator[
+    ProposalRequest, tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], float], list[dict[str, Any]]
+]
 
 
 def session_steps(

@@ -125,7 +125,8 @@ def _profile(settings: RunSettings, batch_size: int, n: int) -> dict[str, float]
 
 
 def _report(label: str, prof: dict[str, float]) -> str:
-    shares = ", ".join(f"{k} {prof[k] / prof['wall']:.1%}" for k in ("model", "policy", "correction", "logging", "other"))
+    phases = ("model", "policy", "correction", "logging", "other")
+    shares = ", ".join(f"{k} {prof[k] / prof['wall']:.1%}" for k in phases)
     return (f"{label}: {prof['sessions_per_second']:.2f} sessions/s, {prof['steps_per_session']:.2f} steps/session; "
             f"share of a step: {shares}")
 
