@@ -73,7 +73,7 @@ class ExactBatcher:
     """Remembers, per layer and input shape, how a batch reproduces the reference (see the module docstring).
 
     Attributes:
-        plans: ``(layer index, input shape, input layout, reference batch) -> plan``, where plan 0
+        plans: ``(layer index, input shape, input layout, reference batch, threads) -> plan``, where plan 0
             runs the layer on the whole batch, 1 runs PyTorch's im2col + GEMM on the whole batch and
             -1 runs it slice by slice.
     """
@@ -89,7 +89,8 @@ class ExactBatcher:
         n = x.shape[0]
         if n <= ref:
             return plain(x)
-        key = (index, tuple(x.shape), _layout(x), ref)
+        # The thread count is in the key: PyTorch picks some backends by it.
+        key = (index, tuple(x.shape), _layout(x), ref, torch.get_num_threads())
         plan = self.plans.get(key)
         if plan is None:
             reference = torch.cat([plain(x[i:i + ref]) for i in range(0, n, ref)])
