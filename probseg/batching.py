@@ -156,6 +156,9 @@ def decode_batch(
         ``net.decode(image[i:i+1], x_m[i:i+1], x_s[i:i+1], z[i*n:(i+1)*n])`` (n copies of it when z
         is None).
     """
+    if image.shape[0] == 1:  # one input: the reference itself (no copies of its features for the samples)
+        pred_m, pred_s = net.decode(image, x_m, x_s, z)
+        return (pred_m.expand(n, -1, -1), pred_s.expand(n, -1, -1)) if pred_m.shape[0] != n else (pred_m, pred_s)
     x = torch.cat([image, x_m, x_s], dim=1)
     dec = net.decoder
     if hasattr(dec, "features") and hasattr(dec, "expand"):

@@ -135,8 +135,11 @@ def _compare(benchmark: Any, settings: RunSettings, n: int, label: str) -> None:
     profs: dict[str, dict[str, float]] = {}
 
     def once() -> None:
-        profs["reference"] = _profile(settings, 1, n)
-        profs["lockstep"] = _profile(settings, DEFAULT_BATCH_SIZE, n)
+        # On a shared machine the load drifts: run the two paths in the order ABBA, keep each one's best.
+        for path in ("reference", "lockstep", "lockstep", "reference"):
+            prof = _profile(settings, 1 if path == "reference" else DEFAULT_BATCH_SIZE, n)
+            if path not in profs or prof["wall"] < profs[path]["wall"]:
+                profs[path] = prof
 
     benchmark.pedantic(once, rounds=1, iterations=1)
     speedup = profs["lockstep"]["sessions_per_second"] / profs["reference"]["sessions_per_second"]
