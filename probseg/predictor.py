@@ -22,6 +22,7 @@ Two ways to reach the network's resolution, chosen by the configuration's ``work
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +107,20 @@ def resize_to_work(
     frac_s = F.adaptive_avg_pool2d(sg, size)
     xs = any_m * ((frac_s > 0) & (2 * frac_s >= frac_m)).float()
     return img, any_m, xs
+
+
+def _binarise(
+    pred_m: torch.Tensor, pred_s: torch.Tensor, mask: np.ndarray, seg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Proposals from probabilities ``pred_m``, ``pred_s`` float32 (k, H, W) for the input ``mask``,
+    ``seg`` bool (H, W): ``masks``, ``segs`` bool (k, H, W) (decided where ``pred_m`` >= 0.5 or
+    already; foreground where the foreground-given-decided probability is >= 0.5; the input kept
+    on ``mask``) and that probability ``p_fg``, float32 (k, H, W)."""
+    p_fg = (pred_s / pred_m.clamp(min=1e-6)).clamp(0, 1)
+    masks = (pred_m >= 0.5).numpy() | mask[None]
+    segs = masks & (p_fg >= 0.5).numpy()
+    segs[:, mask] = seg[mask][None]
+    return masks, segs, p_fg
 
 
 def _to_image_size(pred_m: torch.Tensor, pred_s: torch.Tensor, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,10 +231,7 @@ class ProbSeg:
             pred_m, pred_s, z = self._predict_resized(image, mask, seg, k, mean, gen)
         else:
             pred_m, pred_s, z = self._predict_padded(image, mask, seg, k, mean, gen)
-        p_fg = (pred_s / pred_m.clamp(min=1e-6)).clamp(0, 1)
-        masks = (pred_m >= 0.5).numpy() | mask[None]
-        segs = masks & (p_fg >= 0.5).numpy()
-        segs[:, mask] = seg[mask][None]
+        masks, segs, p_fg = _binarise(pred_m, pred_s, mask, seg)
         if not return_scores:
             return masks, segs
         if head_scores is not None:
@@ -338,6 +350,106 @@ class ProbSeg:
             )
             self.__dict__["_info"] = cached
         return cached
+
+    @torch.inference_mode()
+    def propose_batch(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        segs: Sequence[np.ndarray],
+        k: int = 8,
+        seeds: Sequence[SeedLike] | None = None,
+        mean: bool = False,
+        return_scores: bool = False,
+    ) -> list[tuple[np.ndarray, ...]]:
+        """:meth:`propose` for many inputs with one batched forward pass per input size.
+
+        Result ``i`` equals ``self.propose(images[i], masks[i], segs[i], k, seeds[i], mean,
+        return_scores)`` bit for bit, whichever inputs share the batch (see :mod:`probseg.batching`):
+        each seed is drawn from exactly as :meth:`propose` draws from it.
+
+        Args:
+            images, masks, segs: one per input, as :meth:`propose` takes them (sizes may differ).
+            k: proposals per input.
+            seeds: one per input (default: fresh entropy for each).
+        Returns:
+            One ``(masks, segs)`` or ``(masks, segs, scores)`` tuple per input, as :meth:`propose`.
+        Raises:
+            ValueError: naming the argument at fault.
+        """
+        n_in = len(images)
+        seeds = [None] * n_in if seeds is None else list(seeds)
+        if not len(masks) == len(segs) == len(seeds) == n_in:
+            raise ValueError(f"masks: images, masks, segs and seeds differ in length "
+                             f"({n_in}, {len(masks)}, {len(segs)}, {len(seeds)})")
+        checked = [check_inputs(*a) for a in zip(images, masks, segs)]
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: must be an integer >= 1, got {k!r}")
+        k = int(k)
+        if self.config.scored:
+            # Multi-head and SSN models have no exact batched path yet: one call per input keeps
+            # the bit-for-bit promise.
+            return [self.propose(*a, k=k, seed=seed, mean=mean, return_scores=return_scores)
+                    for a, seed in zip(checked, seeds)]
+        gens = [_torch_generator(seed) for seed in seeds]
+        preds = self._predict_batch(checked, k, mean, gens)
+        out: list[tuple[np.ndarray, ...]] = []
+        for (image, mask, seg), (pred_m, pred_s, z) in zip(checked, preds):
+            masks_i, segs_i, p_fg = _binarise(pred_m, pred_s, mask, seg)
+            out.append((masks_i, segs_i, self._scores(z, pred_m, p_fg, masks_i, segs_i, mask)) if return_scores
+                       else (masks_i, segs_i))
+        return out
+
+    def _predict_batch(
+        self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int, mean: bool, gens: list[torch.Generator]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """:meth:`_predict_padded` or :meth:`_predict_resized` of every input, decoded together per
+        network input size: ``pred_m``, ``pred_s`` float32 (k, H_i, W_i) and z of each input."""
+        from .batching import MAX_BATCH_PIXELS, ExactBatcher, decode_batch
+
+        batcher = self.__dict__.setdefault("_batcher", ExactBatcher())
+        resized = self.config.work_size > 0
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        prepared = []
+        for (image, mask, seg), gen in zip(inputs, gens):
+            h, w = image.shape
+            if resized:
+                size = (self.config.work_size, self.config.work_size)
+                img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
+            else:
+                size = (h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE)
+                pad = ((0, size[0] - h), (0, size[1] - w))
+                img, xm, xs = to_t(np.pad(normalize_image(image), pad, mode="edge")), to_t(np.pad(mask, pad)), \
+                    to_t(np.pad(seg, pad))
+            z = self._latent(size, k, mean, gen)
+            # As the resized path does: z = 0 gives k equal proposals, so one is decoded.
+            z_in = z[:1] if resized and mean and z is not None else z
+            prepared.append((size, img, xm, xs, z, z_in))
+        preds: list[Any] = [None] * len(inputs)
+        for size in dict.fromkeys(p[0] for p in prepared):
+            same = [i for i, p in enumerate(prepared) if p[0] == size]
+            n = 1 if prepared[same[0]][5] is None else prepared[same[0]][5].shape[0]
+            per_pass = max(1, MAX_BATCH_PIXELS // (n * size[0] * size[1]))
+            for group in (same[j:j + per_pass] for j in range(0, len(same), per_pass)):
+                cat = lambda j: torch.cat([prepared[i][j] for i in group])  # noqa: E731
+                z_in = None if prepared[group[0]][5] is None else cat(5)
+                pred_m, pred_s = decode_batch(self.net, batcher, cat(1), cat(2), cat(3), z_in, n)
+                for row, i in enumerate(group):
+                    preds[i] = (pred_m[row * n:(row + 1) * n], pred_s[row * n:(row + 1) * n])
+        out = []
+        for (image, _, _), (size, *_, z, _), (pred_m, pred_s) in zip(inputs, prepared, preds):
+            h, w = image.shape
+            if resized and (h, w) != size:
+                shrink = h < size[0] or w < size[1]
+                both = F.interpolate(torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear",
+                                     antialias=shrink, align_corners=False)
+                pred_m, pred_s = both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
+            elif not resized:
+                pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
+            if pred_m.shape[0] != k:
+                pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
+            out.append((pred_m, pred_s, z))
+        return out
 
 
 @dataclass(frozen=True)

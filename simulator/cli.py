@@ -11,7 +11,7 @@ from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DATASETS
 from .methods import METHODS
 from .policies import ACCEPTANCE_RULES, POLICIES
-from .runner import RunSettings, run, summary_json
+from .runner import DEFAULT_BATCH_SIZE, RunSettings, run, summary_json
 from .session import FALLBACKS
 
 __all__ = ["main"]
@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="local Ray workers; 0 runs in-process without Ray")
     g.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
     g.add_argument("--chunk-size", type=int, default=d.chunk_size, help="sessions per task and per saved chunk")
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="sessions whose proposals a worker computes in one batched pass (1: one at a time); "
+                        "never changes the tables")
     g.add_argument("--out", default=None, help="output folder (default: a fresh folder under results/runs/)")
     g.add_argument("--json", action="store_true", help="print summary.json as the last line")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     import pandas as pd  # not at the top: --help and a usage error stay fast
 
-    _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress)
+    _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress,
+                        batch_size=a.batch_size)
     print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.k}"))
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")

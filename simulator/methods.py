@@ -155,6 +155,26 @@ class ProbSegMethod:
             masks, segs, scores = (np.repeat(a, k, axis=0) for a in (masks, segs, scores))
         return masks, segs, np.asarray(scores, dtype=np.float64)
 
+    def propose_batch(
+        self, requests: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.random.Generator]]
+    ) -> list[Proposals]:
+        """:meth:`propose` of many ``(image, mask, seg, k, rng)`` requests (one per session) in one
+        batched forward pass per k; result i equals ``propose(*requests[i])`` bit for bit (see
+        :meth:`probseg.ProbSeg.propose_batch`), each rng drawn from as :meth:`propose` draws from it."""
+        model = self.model
+        out: list[Proposals | None] = [None] * len(requests)
+        for k in dict.fromkeys(r[3] for r in requests):
+            rows = [i for i, r in enumerate(requests) if r[3] == k]
+            n = k if self.multi else 1
+            got = model.propose_batch([requests[i][0] for i in rows], [requests[i][1] for i in rows],
+                                      [requests[i][2] for i in rows], k=n, seeds=[requests[i][4] for i in rows],
+                                      mean=self.mean, return_scores=True)
+            for i, (masks, segs, scores) in zip(rows, got):
+                if n != k:
+                    masks, segs, scores = (np.repeat(a, k, axis=0) for a in (masks, segs, scores))
+                out[i] = (masks, segs, np.asarray(scores, dtype=np.float64))
+        return out  # type: ignore[return-value]
+
     def __repr__(self) -> str:
         return f"ProbSegMethod(name={self.name!r}, mean={self.mean})"
 

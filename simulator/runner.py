@@ -31,6 +31,7 @@ from .datasets import SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
 from .metrics import EffortModel, session_ends, session_metrics
 from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
+from .lockstep import LockstepCase, run_lockstep
 from .session import STEP_KEYS, SessionConfig, run_session
 
 __all__ = ["RunSettings", "run", "run_chunk", "summarize", "RESULTS_DIR"]
@@ -155,45 +156,117 @@ class RunSettings:
         return cls(**d)
 
 
-def run_chunk(
-    settings: dict[str, Any], method: Method, indices: list[int], crash_marker: str | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the sessions ``indices``; return ``(step rows, session rows)``.
+# Sessions whose proposals one lockstep round computes together (1: the per-session reference path).
+DEFAULT_BATCH_SIZE = 8
+# Seconds a local Ray instance takes to start and to start its workers (measured on 2 shared cores:
+# 8-20 s); a run that would not save that much by running on Ray runs in-process (see :func:`run`).
+RAY_STARTUP_SECONDS = 15.0
 
-    Runs in a Ray worker or in-process. ``crash_marker`` is a test hook: when given and the file does
-    not exist, the worker creates it and dies, so tests can check that a lost chunk is retried.
+
+@dataclass
+class _ChunkContext:
+    """What every chunk of an arm shares, built once per process (a Ray worker runs many chunks)."""
+
+    rs: RunSettings
+    cfg: SessionConfig
+    dataset: SessionDataset
+    policy: Any
+    effort: EffortModel
+
+
+_CONTEXT: dict[str, _ChunkContext] = {}
+_METHODS: dict[str, Method] = {}
+
+
+def _chunk_context(settings: dict[str, Any]) -> _ChunkContext:
+    key = json.dumps(settings, sort_keys=True, default=str)
+    ctx = _CONTEXT.get(key)
+    if ctx is None:
+        rs = RunSettings.from_dict(settings)
+        ctx = _ChunkContext(rs, rs.session_config(), make_dataset(rs.dataset, rs.n_sessions, start=rs.start),
+                            rs.make_policy(), rs.effort_model())
+        _CONTEXT.clear()  # one arm at a time: keep only the latest
+        _CONTEXT[key] = ctx
+    return ctx
+
+
+def run_chunk(
+    settings: dict[str, Any],
+    method: Method,
+    indices: list[int],
+    crash_marker: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the sessions ``indices``; return ``(step rows, session rows)``, in the order of ``indices``.
+
+    Runs in a Ray worker or in-process, on one thread (restored afterwards) and in inference mode.
+    ``batch_size`` sessions advance in lockstep (:func:`~simulator.lockstep.run_lockstep`); 1 runs
+    each with :func:`~simulator.session.run_session`, the reference. The rows are the same for any
+    ``batch_size`` except ``session_seconds`` (in lockstep: from the session's start to its end,
+    rounds spent on other sessions included). ``crash_marker`` is a test hook: when given and the
+    file does not exist, the worker creates it and dies, so tests can check that a lost chunk is retried.
     """
     import torch
 
-    torch.set_num_threads(1)
     if crash_marker is not None and not os.path.exists(crash_marker):
         Path(crash_marker).touch()
         os._exit(1)
-    rs = RunSettings.from_dict(settings)
-    cfg = rs.session_config()
-    dataset = make_dataset(rs.dataset, rs.n_sessions, start=rs.start)
-    policy = rs.make_policy()
-    effort = rs.effort_model()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # workers share the cores; one thread each avoids oversubscription
+    try:
+        with torch.inference_mode():
+            return _run_sessions(_chunk_context(settings), method, indices, batch_size)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_sessions(
+    ctx: _ChunkContext, method: Method, indices: list[int], batch_size: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rs, cfg = ctx.rs, ctx.cfg
+    cases = {index: ctx.dataset.case(index, rs.seed) for index in indices}
+    human = cfg.start == "human"
+    results: dict[int, tuple[list[dict[str, Any]], float]] = {}
+    if batch_size == 1:
+        for index, case in cases.items():
+            t0 = time.perf_counter()
+            steps = run_session(case.image, case.target, method, ctx.policy, config=cfg,
+                                human_scribbles=case.human_scribbles if human else None,
+                                rng=session_rng(rs.seed, index))
+            results[index] = (steps, time.perf_counter() - t0)
+    else:
+        todo = (LockstepCase(index, case.image, case.target, session_rng(rs.seed, index),
+                             case.human_scribbles if human else None) for index, case in cases.items())
+        for index, steps, seconds in run_lockstep(todo, method, ctx.policy, cfg, batch_size):
+            results[index] = (steps, seconds)
     step_rows: list[dict[str, Any]] = []
     session_rows: list[dict[str, Any]] = []
-    for index in indices:
-        case = dataset.case(index, rs.seed)
-        t0 = time.perf_counter()
-        steps = run_session(
-            case.image, case.target, method, policy, config=cfg,
-            human_scribbles=case.human_scribbles if cfg.start == "human" else None,
-            rng=session_rng(rs.seed, index),
-        )
+    for index, case in cases.items():
+        steps, seconds = results[index]
         ident = {
             "session": index, "task": case.task, "image": case.image_id, "target": case.target_id, "start": cfg.start,
             "seed": rs.seed, "method": rs.method, "policy": rs.policy, "k": cfg.k,
         }
-        for s in steps:
-            step_rows.append({**ident, **s})
+        step_rows.extend({**ident, **s} for s in steps)
         m = session_metrics(steps, corrections_per_iter=cfg.corrections_per_iter, max_iters=cfg.max_iters,
-                            effort_model=effort)
-        session_rows.append({**ident, **m, "session_seconds": time.perf_counter() - t0})
+                            effort_model=ctx.effort)
+        session_rows.append({**ident, **m, "session_seconds": seconds})
     return step_rows, session_rows
+
+
+def _ray_chunk(
+    settings: dict[str, Any], method_box: list[Any], indices: list[int], crash_marker: str | None, batch_size: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`run_chunk` in a Ray worker. The method comes boxed (a list holding its object ref), so Ray
+    does not fetch it for each task: a worker deserialises it once per run and keeps it."""
+    import ray
+
+    ref = method_box[0]
+    method = _METHODS.get(ref.hex())
+    if method is None:
+        _METHODS.clear()
+        method = _METHODS[ref.hex()] = ray.get(ref)
+    return run_chunk(settings, method, indices, crash_marker, batch_size)
 
 
 def _chunks(n: int, size: int) -> list[list[int]]:
@@ -380,6 +453,8 @@ def run(
     workers: int = 2,
     address: str | None = None,
     progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    ray_startup_seconds: float = RAY_STARTUP_SECONDS,
     _crash_marker: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Run an arm; write ``steps.parquet``, ``sessions.parquet``, ``summary.json`` and ``config.json``.
@@ -392,6 +467,13 @@ def run(
         address: an existing Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) instead of a
             local instance.
         progress: show a progress bar.
+        batch_size: sessions that advance in lockstep within a worker, their proposals computed in one
+            batched pass (1: one session at a time, the reference path). Never changes the tables.
+        ray_startup_seconds: the single-process fast path. Without ``address`` and without a running Ray
+            instance, the first chunk runs in-process and is timed; the rest run in-process too when
+            running them on ``workers`` Ray workers would save less than this many seconds (always
+            with one worker), else on Ray. 0 always starts Ray. Never changes the tables: a
+            chunk's rows do not depend on where it runs.
     Returns:
         ``(steps, sessions, summary)``: the step and session DataFrames and the summary dict.
     Raises:
@@ -400,6 +482,10 @@ def run(
     settings.validate()
     if workers < 0:
         raise ValueError(f"workers: must be >= 0, got {workers}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+    if not ray_startup_seconds >= 0:
+        raise ValueError(f"ray_startup_seconds: must be >= 0, got {ray_startup_seconds!r}")
     if address is not None:
         _probe_address(address)
     method = settings.make_method()
@@ -426,14 +512,22 @@ def run(
         bar.update(len(chunks[j]))
 
     t0 = time.perf_counter()
-    if todo and (workers == 0 and address is None):
-        for j in todo:
-            save(j, run_chunk(sdict, method, chunks[j], None))
-        wall = time.perf_counter() - t0
-    elif todo:
-        wall = _run_ray(sdict, method, chunks, todo, workers, address, save, _crash_marker)
-    else:
-        wall = 0.0
+    here: list[int] = []  # chunks run in this process
+    timed = 0  # of them, already run to time the fast path
+    if todo and workers == 0 and address is None:
+        here = todo
+    elif todo and address is None and _crash_marker is None and ray_startup_seconds > 0 and not _ray_running():
+        # The fast path: time one chunk here; go on here unless Ray would save more than its start-up.
+        save(todo[0], run_chunk(sdict, method, chunks[todo[0]], None, batch_size))
+        seconds_per_session = (time.perf_counter() - t0) / len(chunks[todo[0]])
+        saved = sum(len(chunks[j]) for j in todo[1:]) * seconds_per_session * (1 - 1 / workers)
+        here, timed = (todo if saved <= ray_startup_seconds else todo[:1]), 1
+    for j in here[timed:]:
+        save(j, run_chunk(sdict, method, chunks[j], None, batch_size))
+    wall = time.perf_counter() - t0 if todo else 0.0
+    remote = todo[len(here):]
+    if remote:
+        wall += _run_ray(sdict, method, chunks, remote, workers, address, save, _crash_marker, batch_size)
     bar.close()
     steps_df = pd.concat([pd.read_parquet(p[0]) for p in paths], ignore_index=True)
     sessions_df = pd.concat([pd.read_parquet(p[1]) for p in paths], ignore_index=True)
@@ -462,6 +556,12 @@ def start_ray(workers: int, address: str | None) -> bool:
     return True
 
 
+def _ray_running() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
 def _run_ray(
     sdict: dict[str, Any],
     method: Method,
@@ -471,16 +571,17 @@ def _run_ray(
     address: str | None,
     save: Any,
     crash_marker: str | None,
+    batch_size: int,
 ) -> float:
     """Run chunks ``todo`` as Ray tasks; return the seconds from first submission to last result."""
     import ray
 
     started_here = start_ray(workers, address)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(run_chunk)
-        method_ref = ray.put(method)  # the model travels to the workers once
+        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk)
+        method_box = [ray.put(method)]  # the model travels to each worker once (see _ray_chunk)
         t0 = time.perf_counter()
-        pending = {remote.remote(sdict, method_ref, chunks[j], crash_marker): j for j in todo}
+        pending = {remote.remote(sdict, method_box, chunks[j], crash_marker, batch_size): j for j in todo}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

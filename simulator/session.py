@@ -34,6 +34,7 @@ session runs ``max_iters`` iterations); the oracle's former acceptance rule is a
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
@@ -56,7 +57,10 @@ from .methods import Method, make_method
 from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy, make_policy
 
-__all__ = ["FALLBACKS", "STOP_REASONS", "SessionConfig", "run_session", "STEP_KEYS", "stop_reason"]
+__all__ = [
+    "FALLBACKS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
+    "start_session", "stop_reason",
+]
 
 # How the robot corrects after a stall or a rejection: ``hand-in`` clicks the errors of the segmentation
 # a person would hand in; ``v0.1`` (the first release's rule) also clicks undecided background.
@@ -170,12 +174,33 @@ def _check_proposals(
         raise ValueError(f"method: {method.name!r} is complete but left pixels undecided")
 
 
+def _dice_from_counts(inter: int, total: int) -> float:
+    """:func:`~simulator.metrics.dice` from its counts (the same float operations, so the same value)."""
+    return 1.0 if total == 0 else 2.0 * inter / total
+
+
+def _candidate_dice(segs: np.ndarray, target: np.ndarray) -> list[float]:
+    """Each candidate's Dice against ``target``, as ``[dice(s, target) for s in segs]`` gives it."""
+    inter = (segs & target).sum(axis=(1, 2))
+    sums = segs.sum(axis=(1, 2))
+    n_target = int(target.sum())
+    return [_dice_from_counts(int(i), int(n) + n_target) for i, n in zip(inter, sums)]
+
+
 def _diversity(segs: np.ndarray) -> float:
-    """Mean pairwise Dice distance (1 - Dice) of the candidates' foregrounds; 0 for one candidate."""
-    pairs = list(combinations(range(len(segs)), 2))
-    if not pairs:
+    """Mean pairwise Dice distance (1 - Dice) of the candidates' foregrounds; 0 for one candidate.
+
+    The pairwise intersections come from one matrix product instead of K(K-1)/2 mask comparisons.
+    """
+    k = len(segs)
+    if k < 2:
         return 0.0
-    return float(np.mean([1.0 - dice(segs[i], segs[j]) for i, j in pairs]))
+    flat = segs.reshape(k, -1)
+    flat = flat.astype(np.float32 if flat.shape[1] < 2**24 else np.float64)  # whole counts stay exact
+    inter = flat @ flat.T
+    sums = flat.sum(axis=1)
+    return float(np.mean([1.0 - _dice_from_counts(int(inter[i, j]), int(sums[i]) + int(sums[j]))
+                          for i, j in combinations(range(k), 2)]))
 
 
 def stop_reason(cfg: SessionConfig, target: np.ndarray, mask: np.ndarray, seg: np.ndarray, dice_value: float) -> str:
@@ -297,11 +322,85 @@ def run_session(
         raise ValueError("config: give the protocol either as a SessionConfig or as keyword arguments, not both")
     else:
         cfg = config
+    method = make_method(method) if isinstance(method, str) else method
+    steps = start_session(image, target, method, policy, cfg, human_scribbles, rng, trace)
+    request = next(steps)
+    while True:
+        t_model = time.perf_counter()
+        # Copies: a method must not be able to edit the session's state through its arguments.
+        proposals = method.propose(request.image, request.mask.copy(), request.seg.copy(), request.k, request.rng)
+        try:
+            request = steps.send((proposals, time.perf_counter() - t_model))
+        except StopIteration as done:
+            return done.value
+
+
+def start_session(
+    image: np.ndarray,
+    target: np.ndarray,
+    method: Method | str,
+    policy: Policy | str,
+    cfg: SessionConfig,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+    trace: list[dict[str, Any]] | None = None,
+) -> "SessionSteps":
+    """Check a session's arguments (as :func:`run_session` does) and return its :func:`session_steps`.
+
+    Raises:
+        ValueError: naming the argument at fault (the start's own checks run at the first ``next``).
+    """
     image, target = _check_image_target(image, target)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
     method = make_method(method) if isinstance(method, str) else method
     policy = make_policy(policy) if isinstance(policy, str) else policy
+    return session_steps(image, target, method, policy, cfg, human_scribbles, rng, trace)
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """What a session asks its method for at one iteration: ``method.propose(image, mask, seg, k, rng)``.
+
+    ``image`` float32 (H, W); ``mask``, ``seg`` bool (H, W), the session's own arrays (a caller passes
+    copies to the method); ``rng`` the session's method stream.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    seg: np.ndarray
+    k: int
+    rng: np.random.Generator
+
+
+# Yields requests, is sent ((masks, segs, scores), model seconds), returns the step records.
+SessionSteps = Generator[
+    ProposalRequest, tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], float], list[dict[str, Any]]
+]
+
+
+def session_steps(
+    image: np.ndarray,
+    target: np.ndarray,
+    method: Method,
+    policy: Policy,
+    cfg: SessionConfig,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+    trace: list[dict[str, Any]] | None = None,
+) -> SessionSteps:
+    """One session as a generator, so that a driver decides how proposals are computed.
+
+    It yields a :class:`ProposalRequest` per iteration and is sent back ``((masks, segs, scores),
+    model_seconds)``: what ``method.propose`` returns for that request and the seconds it took (a
+    driver that computes many sessions' proposals together passes each its share). When the session
+    ends it returns its step records (``StopIteration.value``). Everything but the proposals is
+    computed here, so every driver gives the same records for the same proposals: :func:`run_session`
+    calls ``method.propose`` per request (the reference), :mod:`simulator.lockstep` batches requests
+    of many sessions. Arguments as :func:`run_session`'s, already checked (``image`` float32).
+    ``total_seconds`` counts this session's own work and its model seconds, not the time it waits
+    while a driver serves other sessions.
+    """
     radius = resolve_brush_radius(cfg.brush_radius, target.shape)
     start_rng, method_rng, policy_rng, click_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(rng.integers(0, 2**32, size=4)).spawn(4)
@@ -319,10 +418,9 @@ def run_session(
     for iteration in range(1, cfg.max_iters + 1):
         t_iter = time.perf_counter()
         feed_mask, feed_seg = (cur_mask, cur_seg) if partial else (input_mask, input_seg)
-        t_model = time.perf_counter()
-        # Copies: a method must not be able to edit the session's state through its arguments.
-        masks, segs, scores = method.propose(image, feed_mask.copy(), feed_seg.copy(), n_ask, method_rng)
-        model_seconds = time.perf_counter() - t_model
+        waited = time.perf_counter()
+        (masks, segs, scores), model_seconds = yield ProposalRequest(image, feed_mask, feed_seg, n_ask, method_rng)
+        t_iter += time.perf_counter() - waited - model_seconds  # count the model's seconds, not the wait
         _check_proposals(method, masks, segs, scores, n_ask, feed_mask, feed_seg)
 
         chosen = int(policy.choose(
@@ -358,7 +456,7 @@ def run_session(
             "n_pending": int((~cur_mask).sum()),
             "clicks_so_far": clicks_so_far,
             "candidate_scores": [float("nan")] * n_ask if scores is None else [float(s) for s in scores],
-            "candidate_dice": [dice(s, target) for s in segs],
+            "candidate_dice": _candidate_dice(segs, target),
             "chosen": chosen,
             "diversity": _diversity(segs),
         }
