@@ -268,3 +268,14 @@ def test_a_replaced_head_count_is_recorded_in_the_checkpoint(tmp_path) -> None:
     assert loaded.config.heads == 3
     image, mask, seg = _state(32, 32)
     assert loaded.propose(image, mask, seg, k=5)[0].shape == (5, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["medical-heads", "medical-ssn"])
+def test_propose_batch_equals_propose_for_scored_models(name: str) -> None:
+    model = _untrained(name)
+    a = _state(90, 110)
+    b = _state(64, 64)
+    batch = model.propose_batch([a[0], b[0]], [a[1], b[1]], [a[2], b[2]], k=5, seeds=[1, 2], return_scores=True)
+    for inputs, seed, got in zip((a, b), (1, 2), batch):
+        want = model.propose(*inputs, k=5, seed=seed, return_scores=True)
+        assert all(np.array_equal(x, y) for x, y in zip(got, want))
