@@ -217,6 +217,8 @@ class TTAMethod:
     """
 
     def __init__(self, model: ProbSegMethod, gamma_sd: float = 0.25, name: str = "unet-tta") -> None:
+        if isinstance(model, CheckedMethod):  # what make_method returns: the model inside is what counts
+            model = model.__dict__["method"]
         if not isinstance(model, ProbSegMethod):
             raise ValueError(f"model: expected a ProbSegMethod, got {type(model).__name__}")
         if isinstance(gamma_sd, bool) or not isinstance(gamma_sd, (int, float)) or not 0 <= gamma_sd < 5:
@@ -542,32 +544,45 @@ class CheckedMethod:
     ) -> Proposals:
         """The wrapped method's proposals, after checking them (see the class docstring)."""
         out = self.__dict__["method"].propose(image, mask, seg, k, rng)
-        if not isinstance(out, tuple) or len(out) != 3:
-            self._broke("propose must return a tuple (masks, segs, scores)")
-        masks, segs, scores = out
-        shape = (k, *np.shape(mask))
-        for what, a in (("masks", masks), ("segs", segs)):
-            if not isinstance(a, np.ndarray) or a.dtype != bool:
-                self._broke(f"{what} must be a bool numpy array, got {getattr(a, 'dtype', type(a).__name__)}")
-            if a.shape != shape:
-                self._broke(f"{what} must have shape (k, H, W) = {shape} for k = {k}, got {a.shape}")
-        if (segs & ~masks).any():
-            self._broke("segs must lie inside masks (an undecided pixel is never foreground)")
-        if (mask[None] & ~masks).any():
-            self._broke("masks must contain mask (a decided pixel stays decided)")
-        if (mask[None] & (segs != seg[None])).any():
-            self._broke("segs must equal seg on mask (a decided pixel keeps its label)")
-        if self.kind == "complete" and not masks.all():
-            self._broke("a complete method must decide every pixel (masks all True)")
-        if scores is not None:
-            values = np.asarray(scores)
-            if values.shape != (k,) or not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
-                self._broke(f"scores must be None or k = {k} real numbers, got {values.dtype} {values.shape}")
-            scores = values.astype(np.float64)
-        return masks, segs, scores
+        return check_proposals(self.__dict__["label"], self.kind, out, k, mask, seg)
 
     def __repr__(self) -> str:
         return f"CheckedMethod({self.__dict__['method']!r})"
+
+
+def check_proposals(label: str, kind: Kind, out: Any, k: int, mask: np.ndarray, seg: np.ndarray) -> Proposals:
+    """``out``, a method's answer to ``propose(image, mask, seg, k, rng)``, checked against the
+    :class:`Method` contract (see :class:`CheckedMethod`); scores come back as float64 (k,).
+
+    Raises:
+        ValueError: ``method: LABEL breaks the Method contract: RULE``, naming the first rule broken.
+    """
+    def broke(rule: str) -> NoReturn:
+        raise ValueError(f"method: {label!r} breaks the Method contract: {rule}")
+
+    if not isinstance(out, tuple) or len(out) != 3:
+        broke("propose must return a tuple (masks, segs, scores)")
+    masks, segs, scores = out
+    shape = (k, *np.shape(mask))
+    for what, a in (("masks", masks), ("segs", segs)):
+        if not isinstance(a, np.ndarray) or a.dtype != bool:
+            broke(f"{what} must be a bool numpy array, got {getattr(a, 'dtype', type(a).__name__)}")
+        if a.shape != shape:
+            broke(f"{what} must have shape (k, H, W) = {shape} for k = {k}, got {a.shape}")
+    if (segs & ~masks).any():
+        broke("segs must lie inside masks (an undecided pixel is never foreground)")
+    if (mask[None] & ~masks).any():
+        broke("masks must contain mask (a decided pixel stays decided)")
+    if (mask[None] & (segs != seg[None])).any():
+        broke("segs must equal seg on mask (a decided pixel keeps its label)")
+    if kind == "complete" and not masks.all():
+        broke("a complete method must decide every pixel (masks all True)")
+    if scores is not None:
+        values = np.asarray(scores)
+        if values.shape != (k,) or not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
+            broke(f"scores must be None or k = {k} real numbers, got {values.dtype} {values.shape}")
+        scores = values.astype(np.float64)
+    return masks, segs, scores
 
 
 def tune_random_walker_beta(

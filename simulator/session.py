@@ -53,7 +53,7 @@ from .corrections import (
     resolve_brush_radius,
     scribble_start,
 )
-from .methods import Method, make_method
+from .methods import Method, check_proposals, make_method
 from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy, make_policy
 
@@ -156,22 +156,6 @@ def _check_image_target(image: Any, target: Any) -> tuple[np.ndarray, np.ndarray
     if target.shape != image.shape:
         raise ValueError(f"target: shape {target.shape} differs from image shape {image.shape}")
     return image.astype(np.float32), target
-
-
-def _check_proposals(
-    method: Method, masks: np.ndarray, segs: np.ndarray, scores: np.ndarray | None, k: int,
-    mask: np.ndarray, seg: np.ndarray,
-) -> None:
-    # A method that breaks its contract would silently corrupt the comparison; fail loudly instead.
-    shape = (k, *mask.shape)
-    if masks.shape != shape or segs.shape != shape or masks.dtype != bool or segs.dtype != bool:
-        raise ValueError(f"method: {method.name!r} must return bool {shape} arrays, got {masks.shape} and {segs.shape}")
-    if scores is not None and np.shape(scores) != (k,):
-        raise ValueError(f"method: {method.name!r} returned scores of shape {np.shape(scores)}, expected ({k},)")
-    if not masks[:, mask].all() or (segs[:, mask] != seg[mask]).any() or (segs & ~masks).any():
-        raise ValueError(f"method: {method.name!r} broke masks ⊇ mask, segs == seg on mask or segs ⊆ masks")
-    if method.kind == "complete" and not masks.all():
-        raise ValueError(f"method: {method.name!r} is complete but left pixels undecided")
 
 
 def _dice_from_counts(inter: int, total: int) -> float:
@@ -421,7 +405,8 @@ def session_steps(
         waited = time.perf_counter()
         (masks, segs, scores), model_seconds = yield ProposalRequest(image, feed_mask, feed_seg, n_ask, method_rng)
         t_iter += time.perf_counter() - waited - model_seconds  # count the model's seconds, not the wait
-        _check_proposals(method, masks, segs, scores, n_ask, feed_mask, feed_seg)
+        # Checked here too: the lockstep path's batched proposals do not pass through CheckedMethod.
+        masks, segs, scores = check_proposals(method.name, method.kind, (masks, segs, scores), n_ask, feed_mask, feed_seg)
 
         chosen = int(policy.choose(
             masks, segs, scores, gt=target, current_mask=cur_mask, current_seg=cur_seg,

@@ -97,3 +97,8 @@ def test_unet_tta_candidates_differ_on_a_real_image() -> None:
     dices = [dice(s, case.target) for s in segs]
     assert len({s.tobytes() for s in segs}) == 8
     assert max(dices) - min(dices) > 0.01
+
+
+def test_a_checked_base_is_accepted() -> None:
+    tta = TTAMethod(make_method("unet-complete"))
+    assert isinstance(tta.base, ProbSegMethod)
