@@ -16,7 +16,7 @@ from simulator.annotate.human_session import HumanSession
 from simulator.annotate.server import MAX_BODY, create_app
 from simulator.annotate.service import StudyService, encode_labels
 from simulator.annotate.store import Store
-from simulator.annotate.study import latin_square_row, load_study, parse_study
+from simulator.annotate.study import latin_square_row, load_user_study, parse_user_study
 from simulator.datasets import make_dataset, session_rng
 from simulator.session import run_session
 
@@ -34,7 +34,7 @@ def write_study(tmp: Path, text: str = STUDY) -> Path:
 
 @pytest.fixture
 def service(tmp_path: Path) -> StudyService:
-    study = load_study(write_study(tmp_path))
+    study = load_user_study(write_study(tmp_path))
     return StudyService(study, Store(tmp_path / "log.sqlite", study.name, study.fingerprint()))
 
 
@@ -125,7 +125,7 @@ def test_latin_square_balances_order() -> None:
 
 
 def test_plan_practice_first_then_arms_in_latin_order(tmp_path: Path) -> None:
-    study = load_study(write_study(tmp_path))
+    study = load_user_study(write_study(tmp_path))
     assert study.cases == (0, 1) and study.practice == (2,)
     p0, p1 = study.plan(0), study.plan(1)
     assert [(t.kind, t.arm, t.case) for t in p0] == [
@@ -158,7 +158,7 @@ def test_participant_following_the_robot_gets_the_robots_dice(service: StudyServ
 def test_robot_following_participant_matches_every_step_record(tmp_path: Path, method: str, k: int) -> None:
     """Longer sessions: every step record but the timings. On these 6 disk cases the robot rejects every
     candidate at times (probseg, probseg-mean) and runs out of iterations after error clicks (the walker)."""
-    study = parse_study({"name": "long", "cases": 6, "max_iters": 6, "arms": [{"method": method, "k": k}]})
+    study = parse_user_study({"name": "long", "cases": 6, "max_iters": 6, "arms": [{"method": method, "k": k}]})
     service = StudyService(study, Store(tmp_path / "log.sqlite", study.name, study.fingerprint()))
     for task_index, task in enumerate(study.plan(0)):
         actions, _ = robot_actions(service, 0, task_index)
@@ -323,7 +323,7 @@ def test_log_is_wal_and_refuses_another_study(service: StudyService, tmp_path: P
     service.store.ensure_participants(1)
     with sqlite3.connect(service.store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    other = parse_study({"name": "other", "arms": [{"method": "probseg"}]})
+    other = parse_user_study({"name": "other", "arms": [{"method": "probseg"}]})
     with pytest.raises(ValueError, match="db: .* another study"):
         Store(service.store.path, other.name, other.fingerprint())
 

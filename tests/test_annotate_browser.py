@@ -23,7 +23,7 @@ import pytest
 from simulator.annotate.cli import main as annotate_main
 from simulator.annotate.service import StudyService
 from simulator.annotate.store import Store
-from simulator.annotate.study import load_study
+from simulator.annotate.study import load_user_study
 
 from test_annotate_api import PROBSEG_ARM, STUDY_HEADER, robot_actions
 
@@ -103,7 +103,7 @@ def server(study_file: Path, tmp_path: Path) -> Iterator[Server]:
 
 def _shadow(study_file: Path, tmp_path: Path) -> StudyService:
     """The study with a log of its own, to plan a robot-following participant's actions."""
-    study = load_study(study_file)
+    study = load_user_study(study_file)
     return StudyService(study, Store(tmp_path / "shadow.sqlite", study.name, study.fingerprint()))
 
 
@@ -189,7 +189,7 @@ def test_a_participant_in_chromium(server: Server, study_file: Path, tmp_path: P
             browser.close()
     server.stop()
 
-    study = load_study(study_file)
+    study = load_user_study(study_file)
     store = Store(tmp_path / "log.sqlite", study.name, study.fingerprint())
     events = store.events()
     kinds = [e["type"] for e in events]
@@ -253,7 +253,7 @@ def test_sigkill_loses_no_acknowledged_event(study_file: Path, tmp_path: Path) -
         srv.stop(signal.SIGKILL)
     finally:
         srv.stop()
-    study = load_study(study_file)
+    study = load_user_study(study_file)
     logged = [e["payload"] for e in Store(db, study.name, study.fingerprint()).events()]
     # every acknowledged event is in the log, as sent (the server adds the schema's defaults, e.g. pointer)
     assert len(logged) == len(acknowledged)

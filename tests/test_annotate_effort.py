@@ -13,7 +13,7 @@ from simulator.annotate.cli import main as annotate_main
 from simulator.annotate.effort_fit import fit_effort, load_effort_file
 from simulator.annotate.service import StudyService
 from simulator.annotate.store import Store
-from simulator.annotate.study import load_study
+from simulator.annotate.study import load_user_study
 from simulator.cli import main as simulate_main
 
 from test_annotate_api import write_study
@@ -24,7 +24,7 @@ C_INSPECT, B_CHOOSE, C_CLICK = 1.2, 0.4, 2.0  # seconds: the simulated participa
 def timed_log(tmp_path: Path, n_participants: int, jitter: float = 0.0) -> StudyService:
     """A log of participants whose every choice takes C_INSPECT + B_CHOOSE log2(K) seconds and every
     click C_CLICK seconds (plus, with ``jitter``, a per-participant offset drawn from a seeded rng)."""
-    study = load_study(write_study(tmp_path))  # arms: probseg K = 4, unet-complete K = 1
+    study = load_user_study(write_study(tmp_path))  # arms: probseg K = 4, unet-complete K = 1
     service = StudyService(study, Store(tmp_path / "log.sqlite", study.name, study.fingerprint()))
     service.store.ensure_participants(n_participants)
     rng = np.random.default_rng(0)
@@ -97,7 +97,7 @@ def test_effort_file_feeds_probseg_simulate(tmp_path: Path, capsys: pytest.Captu
 
 def test_fit_needs_two_values_of_k(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, 'name = "one-k"\ncases = 1\n[[arms]]\nmethod = "probseg"\nk = 4\n')
-    study = load_study(study_file)
+    study = load_user_study(study_file)
     service = StudyService(study, Store(tmp_path / "log.sqlite", study.name, study.fingerprint()))
     service.store.ensure_participants(1)
     with pytest.raises(ValueError, match="db: the log holds no timed choice"):

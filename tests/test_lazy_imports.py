@@ -72,5 +72,5 @@ def test_one_name_one_thing() -> None:
     assert simulator.metrics.dice is probseg.metrics.dice
     assert simulator.corrections.click_start is probseg.interaction.click_start
     assert not hasattr(probseg.data.medical, "click_start")
-    # The study definition's arm and reader differ in name from the report's loaded Arm and load_study.
+    # The study definition's arm and reader differ in name from the report's loaded Arm and load_study_results.
     assert not hasattr(simulator.study, "Arm") and not hasattr(simulator.study, "load_study")

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from simulator.metrics import session_metrics
-from simulator.report import comparison_table, load_study, main, write_report
+from simulator.report import comparison_table, load_study_results, main, write_report
 from simulator.runner import RunSettings, summarize
 from simulator.stats import cluster_values, minimal_detectable_difference
 
@@ -191,7 +191,7 @@ def test_mixed_start_study_pairs_each_arm_with_its_variant_reference(real_study,
     assert "6 images; 6, 17 sessions per arm" in text
     assert "- Tasks: CAMUS (2 images), OASIS (1 image), WBC (3 images)." in text
     # A human-start arm cannot be paired with a scribbles-start reference (other sessions) ...
-    _, arms = load_study(real_study)
+    _, arms = load_study_results(real_study)
     with pytest.raises(ValueError, match="cannot be paired"):
         comparison_table(arms, {"probseg | human": "rw | scribbles"})
 

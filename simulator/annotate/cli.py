@@ -19,7 +19,7 @@ from probseg.cli import ArgumentParser, cli_entry
 
 from .service import StudyService, default_db
 from .store import Store
-from .study import Study, load_study
+from .study import UserStudy, load_user_study
 
 __all__ = ["main"]
 
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _service(study: Study, db: str | None) -> StudyService:
+def _service(study: UserStudy, db: str | None) -> StudyService:
     return StudyService(study, Store(db or default_db(study), study.name, study.fingerprint()))
 
 
@@ -59,7 +59,7 @@ def _service(study: Study, db: str | None) -> StudyService:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-annotate``."""
     a = _parser().parse_args(argv)
-    study = load_study(a.study)
+    study = load_user_study(a.study)
     if a.command == "check":
         print(f"{study.name}: {len(study.cases)} cases, {len(study.practice)} practice, dataset {study.dataset}")
         for i, arm in enumerate(study.arms):

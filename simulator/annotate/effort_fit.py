@@ -31,7 +31,7 @@ import numpy as np
 from probseg.atomic import atomic_write
 from simulator.metrics import EffortModel
 
-from .study import Study
+from .study import UserStudy
 
 __all__ = ["FORMS", "fit_effort", "load_effort_file", "observations", "write_effort_file"]
 
@@ -43,7 +43,7 @@ FORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 }
 
 
-def observations(events: Sequence[dict[str, Any]], study: Study) -> tuple[list[tuple[int, int, float]],
+def observations(events: Sequence[dict[str, Any]], study: UserStudy) -> tuple[list[tuple[int, int, float]],
                                                                             list[tuple[int, float]]]:
     """The timed observations in a log: ``(choices, corrections)``.
 
@@ -93,7 +93,7 @@ def _fit(choices: list[tuple[int, int, float]], corrections: list[tuple[int, flo
     return out
 
 
-def fit_effort(events: Sequence[dict[str, Any]], study: Study, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+def fit_effort(events: Sequence[dict[str, Any]], study: UserStudy, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Fit the effort model to a study's log (see the module docstring); returns the effort file's content.
 
     Raises:

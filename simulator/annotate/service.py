@@ -20,7 +20,7 @@ from simulator.methods import Method
 
 from .human_session import ACTIONS, HumanSession
 from .store import Store
-from .study import Study, Task
+from .study import UserStudy, Task
 
 __all__ = ["Conflict", "StudyService", "encode_labels"]
 
@@ -57,7 +57,7 @@ class StudyService:
         store: its log.
     """
 
-    def __init__(self, study: Study, store: Store) -> None:
+    def __init__(self, study: UserStudy, store: Store) -> None:
         self.study = study
         self.store = store
         self._lock = threading.RLock()
@@ -209,6 +209,6 @@ class StudyService:
             return self.state(participant, image=session.finished)
 
 
-def default_db(study: Study) -> Path:
+def default_db(study: UserStudy) -> Path:
     """Where a study's log lives unless ``--db`` says otherwise: ``results/annotate/NAME/log.sqlite``."""
     return Path("results") / "annotate" / study.name / "log.sqlite"

@@ -38,7 +38,7 @@ from simulator.datasets import make_dataset
 from simulator.methods import METHODS
 from simulator.runner import RunSettings
 
-__all__ = ["Arm", "Study", "Task", "latin_square_row", "load_study", "parse_study"]
+__all__ = ["UserArm", "UserStudy", "Task", "latin_square_row", "load_user_study", "parse_user_study"]
 
 _TOP_KEYS = ("name", "description", "dataset", "cases", "practice", "seed", "start", "max_iters", "brush_radius", "arms")
 _ARM_KEYS = ("label", "method", "k", "checkpoint")
@@ -46,7 +46,7 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 @dataclass(frozen=True)
-class Arm:
+class UserArm:
     """One arm: a method and the number of candidates it shows (single-proposal methods show 1)."""
 
     label: str
@@ -65,11 +65,11 @@ class Task:
 
 
 @dataclass(frozen=True)
-class Study:
+class UserStudy:
     """A validated study (see the module docstring)."""
 
     name: str
-    arms: tuple[Arm, ...]
+    arms: tuple[UserArm, ...]
     cases: tuple[int, ...]
     practice: tuple[int, ...]
     description: str = ""
@@ -150,8 +150,8 @@ def _unknown(raw: dict[str, Any], allowed: tuple[str, ...], path: str) -> None:
             raise _err(path + key, f"unknown field; allowed: {', '.join(allowed)}")
 
 
-def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
-    """Validate a study given as the parsed TOML; see :func:`load_study`."""
+def parse_user_study(raw: dict[str, Any], path: Path | None = None) -> UserStudy:
+    """Validate a study given as the parsed TOML; see :func:`load_user_study`."""
     _unknown(raw, _TOP_KEYS, "")
     if "name" not in raw:
         raise _err("name", "missing; every study has a name")
@@ -177,7 +177,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     arms_raw = raw.get("arms")
     if not isinstance(arms_raw, list) or not arms_raw:
         raise _err("arms", "missing; give at least one [[arms]] table")
-    arms: list[Arm] = []
+    arms: list[UserArm] = []
     for i, a in enumerate(arms_raw):
         p = f"arms[{i}]."
         if not isinstance(a, dict):
@@ -190,12 +190,12 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
         checkpoint = a.get("checkpoint")
         if checkpoint is not None and not isinstance(checkpoint, str):
             raise _err(p + "checkpoint", f"expected a string, got {checkpoint!r}")
-        arms.append(Arm(label=_str(a, "label", f"{method} K={k}", p), method=method, k=k, checkpoint=checkpoint))
+        arms.append(UserArm(label=_str(a, "label", f"{method} K={k}", p), method=method, k=k, checkpoint=checkpoint))
     labels = [a.label for a in arms]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise _err("arms", f"two arms are labelled {dup[0]!r}")
-    study = Study(
+    study = UserStudy(
         name=name, arms=tuple(arms), cases=cases, practice=practice, description=_str(raw, "description", ""),
         dataset=_str(raw, "dataset", "disks"), seed=_int(raw, "seed", 0, 0), start=start,
         max_iters=_int(raw, "max_iters", 20, 1), brush_radius=_int(raw, "brush_radius", None, 0), path=path,
@@ -216,7 +216,7 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     return study
 
 
-def load_study(source: str | Path) -> Study:
+def load_user_study(source: str | Path) -> UserStudy:
     """Read and validate a study TOML file.
 
     Raises:
@@ -224,7 +224,7 @@ def load_study(source: str | Path) -> Study:
     """
     path = Path(source)
     try:
-        return parse_study(tomllib.loads(path.read_text()), path)
+        return parse_user_study(tomllib.loads(path.read_text()), path)
     except tomllib.TOMLDecodeError as exc:
         message = f"not valid TOML: {exc}"
     except OSError as exc:

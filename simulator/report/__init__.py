@@ -55,7 +55,7 @@ from ..figures import (
 )
 from ..stats import bootstrap_weights, cluster_bootstrap, holm, wilcoxon_p
 from .cli import main
-from .load import load_inputs, load_run, load_study
+from .load import load_inputs, load_run, load_study_results
 from .real_tables import has_real_tasks, per_annotator_table, per_task_table, start_groups, starts_table, study_tasks
 from .tables import (
     COMPARISON_COLUMNS,  # noqa: F401
@@ -73,7 +73,7 @@ __all__ = [
     "METRICS",
     "Arm",
     "load_run",
-    "load_study",
+    "load_study_results",
     "load_inputs",
     "bootstrap_weights",
     "cluster_bootstrap",

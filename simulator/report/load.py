@@ -86,7 +86,7 @@ def load_run(
     )
 
 
-def load_study(path: str | os.PathLike) -> tuple[dict[str, Any], list[Arm]]:
+def load_study_results(path: str | os.PathLike) -> tuple[dict[str, Any], list[Arm]]:
     """Load a study directory: ``(study.json as a dict, its arms in study order)``.
 
     Each arm of ``study.json`` names its run directory (``run_dir``, relative to the study folder).
@@ -137,7 +137,7 @@ def load_inputs(paths: Sequence[str | os.PathLike]) -> tuple[dict[str, Any] | No
         if not p.is_dir():
             raise ValueError(f"paths: {p} is not a directory")
     if len(paths) == 1 and _is_study(paths[0]):
-        study, arms = load_study(paths[0])
+        study, arms = load_study_results(paths[0])
         return study, arms, paths[0]
     studies = [p for p in paths if _is_study(p)]
     if studies:
