@@ -29,6 +29,7 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
 
     [effort]                              # seconds, see simulator.metrics.EffortModel
     c_click = 2.45; c_inspect = 1.35; b_choose = 0.15
+    # or: file = "effort.json"            # constants fitted to people (probseg-annotate fit-effort)
 
     [bootstrap]
     n_boot = 2000; seed = 0
@@ -241,6 +242,24 @@ def read_study(source: str | Path) -> Study:
     return parse_study(raw, path)
 
 
+def _fitted_effort(effort: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """The constants of ``[effort] file = ...``, an effort file fitted to people's timings
+    (``probseg-annotate fit-effort``); a relative path is read from the study file's folder."""
+    if len(effort) > 1:
+        raise _err("effort.file", "give the constants either as a fitted effort file or as c_click, c_inspect and "
+                   "b_choose, not both")
+    source = Path(_typed(effort["file"], str, "effort.file", "a path to an effort file (probseg-annotate fit-effort)"))
+    if not source.is_absolute() and path is not None:
+        source = Path(path).parent / source
+    from .annotate.effort_fit import load_effort_file  # only studies that name a file need it
+
+    try:
+        fitted = load_effort_file(source)
+    except ValueError as exc:
+        raise _err("effort.file", str(exc).removeprefix("effort_model: ")) from None
+    return {key: getattr(fitted, key) for key in _EFFORT_KEYS}
+
+
 def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     """Validate a study given as a dict (the parsed TOML); see :func:`read_study`."""
     raw = copy.deepcopy(raw)
@@ -287,7 +306,9 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     protocol = _check_keys(raw.get("protocol", {}), _PROTOCOL_KEYS, "protocol")
     for key, value in protocol.items():
         _check_value(key, value, f"protocol.{key}")
-    effort = _check_keys(raw.get("effort", {}), _EFFORT_KEYS, "effort")
+    effort = _check_keys(raw.get("effort", {}), (*_EFFORT_KEYS, "file"), "effort")
+    if "file" in effort:
+        effort = _fitted_effort(effort, path)
     for key, value in effort.items():
         _typed(value, (int, float), f"effort.{key}", "a number >= 0")
     try:

@@ -95,6 +95,21 @@ def test_effort_file_feeds_probseg_simulate(tmp_path: Path, capsys: pytest.Captu
     assert err.count("\n") == 1 and "effort_model: " in err and "effort.c_click must be a number" in err
 
 
+def test_a_study_reads_a_fitted_effort_file(tmp_path: Path) -> None:
+    from simulator.study_schema import parse_study
+
+    (tmp_path / "effort.json").write_text(json.dumps({"effort": {"c_click": 1.5, "c_inspect": 0.75, "b_choose": 0.25}}))
+    raw = {"name": "fitted", "arms": [{"method": "unet-complete"}], "effort": {"file": "effort.json"},
+           "reference": "unet-complete best-of-k K=8"}
+    study = parse_study(raw, tmp_path / "study.toml")  # relative to the study file's folder
+    assert {k: study.arms[0].settings[k] for k in ("c_click", "c_inspect", "b_choose")} == {
+        "c_click": 1.5, "c_inspect": 0.75, "b_choose": 0.25}
+    with pytest.raises(ValueError, match="^effort.file: give the constants either"):
+        parse_study({**raw, "effort": {"file": "effort.json", "c_click": 2.0}}, tmp_path / "study.toml")
+    with pytest.raises(ValueError, match="^effort.file: cannot read"):
+        parse_study({**raw, "effort": {"file": "missing.json"}}, tmp_path / "study.toml")
+
+
 def test_fit_needs_two_values_of_k(tmp_path: Path) -> None:
     study_file = write_study(tmp_path, 'name = "one-k"\ncases = 1\n[[arms]]\nmethod = "probseg"\nk = 4\n')
     study = load_user_study(study_file)
