@@ -7,7 +7,8 @@ tasks uses a walker tuned without them (:func:`walker_entry` finds the entry).
 
 The choice is fixed before any test figure exists, by the one-standard-error rule over a bootstrap of
 the training images (:func:`one_se_choice`): the smallest beta whose mean training score is within one
-bootstrap standard error of the best mean. Smaller is simpler: beta scales how much the image's
+bootstrap standard error of the best mean, the error being that of the paired difference (every
+beta runs on the same images). Smaller is simpler: beta scales how much the image's
 gradients cut the walker's edges (beta -> 0 ignores the image and interpolates between the seeds), and
 a smaller beta also gives a better-conditioned system. The single best score on 19 images is noisy;
 the rule trades a difference the training images cannot tell apart for the more regular walker.
@@ -39,8 +40,9 @@ from .metrics import carried_dice
 from .session import run_session
 
 __all__ = [
-    "MEDSCRIBBLE_FOLDS", "TUNED_PATH", "WalkerTuning", "main", "one_se_choice", "pick_solver", "tune_disks",
-    "tune_random_walker_beta", "tune_real", "tuned_beta", "tuned_mode", "walker_entry",
+    "MEDSCRIBBLE_FOLDS", "TUNED_PATH", "WalkerTuning", "main", "one_se_choice", "pick_solver", "pool_entries",
+    "tune_disks", "tune_random_walker_beta", "tune_real", "tuned_beta", "tuned_mode", "tuning_from_scores",
+    "walker_entry",
 ]
 
 TUNED_PATH = Path(__file__).resolve().parent / "tuned_baselines.json"
@@ -110,7 +112,7 @@ class WalkerTuning:
         chosen: the beta the one-standard-error rule keeps (:func:`one_se_choice`).
         best: the beta with the best mean score (ties: the earliest in the grid).
         means: ``{beta: mean score over images}``.
-        se: ``{beta: bootstrap standard error of that mean}``.
+        se: ``{beta: bootstrap standard error of that mean's difference from the best mean}``.
         per_image: ``{beta: float64 (n_images,)}``, each image's score (its sessions' mean).
     """
 
@@ -122,16 +124,22 @@ class WalkerTuning:
 
 
 def one_se_choice(per_image: np.ndarray, seed: int = 0, n_boot: int = N_BOOT) -> tuple[int, np.ndarray, np.ndarray]:
-    """The one-standard-error rule over a bootstrap of the images.
+    """The one-standard-error rule over a bootstrap of the images, on paired differences.
 
     Args:
         per_image: float (n_settings, n_images), each setting's score on each training image, the
             settings ordered from the simplest (most regularised) to the least.
         seed: seeds the bootstrap; n_boot: its resamples (the same image draws for every setting).
     Returns:
-        ``(chosen index, means (n_settings,), standard errors (n_settings,))``: the first setting whose
-        mean is >= the best mean minus the best setting's bootstrap standard error (the standard
-        deviation of its mean over resamples of the images).
+        ``(chosen index, means (n_settings,), standard errors (n_settings,))``. A setting's standard
+        error is that of its mean's difference from the best mean: the standard deviation, over
+        resamples of the images, of (its mean - the best setting's mean) on the same resample (0 for
+        the best). The chosen setting is the first whose mean is >= the best mean minus its error.
+
+    Paired, because every setting runs on the same images: the standard error of one setting's mean
+    (0.06 in Dice on a fold's 19-20 training images) measures how hard the images are, not whether two
+    settings differ, and dwarfs the whole beta curve (0.012 from beta 500 to 64,000 for the complete
+    walker), so the unpaired rule kept whatever beta ended the grid.
     """
     scores = np.asarray(per_image, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] == 0:
@@ -139,10 +147,11 @@ def one_se_choice(per_image: np.ndarray, seed: int = 0, n_boot: int = N_BOOT) ->
     if n_boot < 2:
         raise ValueError(f"n_boot: must be >= 2, got {n_boot}")
     means = scores.mean(axis=1)
-    draws = np.random.default_rng(seed).integers(0, scores.shape[1], size=(n_boot, scores.shape[1]))
-    se = scores[:, draws].mean(axis=2).std(axis=1, ddof=1)
     best = int(np.argmax(means))
-    chosen = int(np.flatnonzero(means >= means[best] - se[best])[0])
+    draws = np.random.default_rng(seed).integers(0, scores.shape[1], size=(n_boot, scores.shape[1]))
+    boot = scores[:, draws].mean(axis=2)  # (n_settings, n_boot)
+    se = (boot - boot[best]).std(axis=1, ddof=1)
+    chosen = int(np.flatnonzero(means >= means[best] - se)[0])
     return chosen, means, se
 
 
@@ -211,11 +220,18 @@ def tune_random_walker_beta(
             per_session[j, i] = session_score(steps, n_iters)
     ids = np.unique(group)
     per_image = np.stack([per_session[:, group == g].mean(axis=1) for g in ids], axis=1)
-    chosen, means, se = one_se_choice(per_image, seed=seed, n_boot=n_boot)
+    return tuning_from_scores({b: per_image[j] for j, b in enumerate(ordered)}, seed=seed, n_boot=n_boot)
+
+
+def tuning_from_scores(per_image: dict[float, np.ndarray], seed: int = 0, n_boot: int = N_BOOT) -> WalkerTuning:
+    """The :class:`WalkerTuning` of ``{beta: float (n_images,) scores}`` under :func:`one_se_choice`,
+    betas in increasing order."""
+    ordered = sorted(per_image)
+    chosen, means, se = one_se_choice(np.stack([per_image[b] for b in ordered]), seed=seed, n_boot=n_boot)
     return WalkerTuning(
         chosen=ordered[chosen], best=ordered[int(np.argmax(means))],
         means=dict(zip(ordered, map(float, means))), se=dict(zip(ordered, map(float, se))),
-        per_image={b: per_image[j] for j, b in enumerate(ordered)},
+        per_image={b: np.asarray(per_image[b], dtype=np.float64) for b in ordered},
     )
 
 
@@ -238,16 +254,55 @@ def _record(tunings: dict[str, WalkerTuning], seed: int) -> dict:
     return {
         "beta": beta, "mode": mode, "best_mean_beta": kept.best,
         "mean_dice_by_beta": {str(b): round(v, 4) for b, v in kept.means.items()},
-        "se_by_beta": {str(b): round(v, 4) for b, v in kept.se.items()},
+        "se_vs_best_by_beta": {str(b): round(v, 4) for b, v in kept.se.items()},
+        # Each training image's score, in image order: what the rule saw, and what --pool reuses.
+        "dice_by_image": {m: {str(b): [round(float(x), 6) for x in v] for b, v in t.per_image.items()}
+                          for m, t in tunings.items()},
         "mean_dice_by_mode": {m: {str(b): round(v, 4) for b, v in t.means.items()} for m, t in tunings.items()},
     }
+
+
+WALKERS = (("random-walker", False), ("random-walker-partial", True))
+
+
+def pool_entries(record: dict, names: Sequence[str], seed: int = 0) -> dict:
+    """An entry for the union of the training images of entries ``names`` of ``record``, chosen by the
+    same rule from their stored per-image scores (no session is rerun).
+
+    The entries must share their grid, solvers and protocol. ``medical`` pools the two MedScribble
+    folds: every task, for data of other tasks.
+    """
+    try:
+        entries = [record[n] for n in names]
+    except KeyError as exc:
+        raise ValueError(f"--pool: no entry {exc.args[0]!r} to pool") from None
+    if len(entries) < 2:
+        raise ValueError(f"--pool: name at least two entries, got {list(names)}")
+    for key in ("betas", "modes", "protocol"):
+        if any(e.get(key) != entries[0].get(key) for e in entries):
+            raise ValueError(f"--pool: the entries differ in {key}; pool only entries tuned alike")
+    out: dict = {}
+    for method, _ in WALKERS:
+        try:
+            tunings = {mode: tuning_from_scores(
+                {float(b): np.concatenate([e[method]["dice_by_image"][mode][b] for e in entries])
+                 for b in entries[0][method]["dice_by_image"][mode]}, seed=seed)
+                for mode in entries[0]["modes"]}
+        except KeyError:
+            raise ValueError("--pool: an entry has no per-image scores (dice_by_image); retune it") from None
+        out[method] = _record(tunings, seed)
+    out["tasks"] = sorted({t for e in entries for t in e.get("tasks", [])})
+    for key in ("n_images", "n_sessions"):
+        out[key] = sum(int(e.get(key, 0)) for e in entries)
+    out.update({k: entries[0][k] for k in ("betas", "modes", "protocol")})
+    return out
 
 
 def _tune_pair(images: list[np.ndarray], targets: list[np.ndarray], betas: tuple[float, ...], seed: int,
                modes: tuple[str, ...], **session: object) -> dict[str, dict]:
     """Tune both walkers over ``modes`` x ``betas`` (see :func:`pick_solver`)."""
     out: dict[str, dict] = {}
-    for method, partial in (("random-walker", False), ("random-walker-partial", True)):
+    for method, partial in WALKERS:
         tunings = {mode: tune_random_walker_beta(images, targets, betas, partial=partial, seed=seed, mode=mode,
                                                  **session)  # type: ignore[arg-type]
                    for mode in modes}
@@ -269,16 +324,20 @@ def tune_disks(n_images: int = 100, betas: tuple[float, ...] = DEFAULT_BETAS, se
 
 
 def tune_real(dataset: str, betas: tuple[float, ...] = DEFAULT_BETAS, seed: int = 0,
-              mode: str | tuple[str, ...] = "bf", start: str = "human") -> dict[str, dict]:
+              mode: str | tuple[str, ...] = "bf", start: str = "human", annotators: str = "all") -> dict[str, dict]:
     """Tune both random walkers on the sessions of a real *training* dataset.
 
     ``dataset`` is a session-dataset name (e.g. ``medscribble:PATH?tasks=ACDC,BTCV,HipXRay,STARE``, fold
     A's training tasks); it must not include any task a study evaluates on. With ``start='human'`` (the
-    default) every annotator's scribbles start a session, and an image's score is its sessions' mean.
+    default) each annotator's scribbles start a session (``annotators='all'``; ``'first'``: only the
+    first annotator's, a third of the work), and an image's score is its sessions' mean.
     """
     from .datasets import make_dataset
 
-    ds = make_dataset(dataset, None, start=start)
+    if annotators not in ("all", "first"):
+        raise ValueError(f"annotators: expected 'all' or 'first', got {annotators!r}")
+    # start=None: one session per image carrying its first annotator's scribbles (see make_dataset).
+    ds = make_dataset(dataset, None, start=None if start == "human" and annotators == "first" else start)
     cases = [ds.case(i, seed) for i in range(len(ds))]
     image_ids = sorted({c.image_id for c in cases})
     session: dict[str, object] = {
@@ -312,6 +371,11 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"the walker's solver(s), comma-separated from {', '.join(RW_MODES)}, the preferred first")
     p.add_argument("--start", default="human", choices=("human", "clicks", "scribbles"),
                    help="the tuning sessions' start on real data (disks always start from clicks)")
+    p.add_argument("--annotators", default="all", choices=("all", "first"),
+                   help="human start: a session per annotator, or only the first annotator's (a third of the work)")
+    p.add_argument("--pool", default=None, metavar="ENTRY,ENTRY",
+                   help="instead of tuning: write --entry from these entries' stored per-image scores, pooled "
+                        "(e.g. medical-A,medical-B for --entry medical)")
     p.add_argument("--n-images", type=int, default=100, help="disk training images used (disks only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(TUNED_PATH), help="where to write the JSON")
@@ -344,25 +408,33 @@ def main(argv: list[str] | None = None) -> int:
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
     if not modes or any(m not in RW_MODES for m in modes):
         raise ValueError(f"--mode: expected comma-separated solvers from {', '.join(RW_MODES)}, got {args.mode!r}")
-    entry = args.entry or _default_entry(args.dataset)
-    if args.dataset == "disks":
-        result = tune_disks(args.n_images, betas, seed=args.seed, mode=modes)
-        start = "clicks"
-    else:
-        result = tune_real(args.dataset, betas, seed=args.seed, mode=modes, start=args.start)
-        start = args.start
     command = "probseg-tune-baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
     try:
         record = json.loads(out.read_text()) if out.exists() else {}
     except ValueError:
         raise ValueError(f"--out: {out} is not valid JSON") from None
-    record[entry] = {
-        **result, "protocol": f"{start} start, 3 RITM corrections, policy first; score = mean Dice over the 4 "
-        "iterations, averaged per image; beta by the one-standard-error rule over a bootstrap of the images "
-        f"({N_BOOT} resamples), smallest beta first; training images only",
-        "modes": list(modes), "betas": list(betas), "dataset": args.dataset, "command": command.strip(),
-    }
+    if args.pool is not None:
+        if args.entry is None:
+            raise ValueError("--entry: name the entry --pool writes (e.g. medical)")
+        names = [n.strip() for n in args.pool.split(",") if n.strip()]
+        result = pool_entries(record, names, seed=args.seed)
+        record[args.entry] = {**result, "pooled": names, "command": command.strip()}
+    else:
+        entry = args.entry or _default_entry(args.dataset)
+        if args.dataset == "disks":
+            result = tune_disks(args.n_images, betas, seed=args.seed, mode=modes)
+            start = "clicks"
+        else:
+            result = tune_real(args.dataset, betas, seed=args.seed, mode=modes, start=args.start,
+                               annotators=args.annotators)
+            start = args.start if args.start != "human" else f"human ({args.annotators} annotators)"
+        record[entry] = {
+            **result, "protocol": f"{start} start, 3 RITM corrections, policy first; score = mean Dice over the 4 "
+            "iterations, averaged per image; beta by the one-standard-error rule over a bootstrap of the images "
+            f"({N_BOOT} resamples), smallest beta first; training images only",
+            "modes": list(modes), "betas": list(betas), "dataset": args.dataset, "command": command.strip(),
+        }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({m: v["beta"] for m, v in result.items() if isinstance(v, dict)}))
     return 0

@@ -84,15 +84,21 @@ def test_a_constant_image_gives_the_walk_with_equal_weights():
     np.testing.assert_allclose(share, np.tile(1 - np.arange(9) / 8, (5, 1)), atol=1e-6)
 
 
-def test_one_se_rule_keeps_the_simplest_setting_within_a_standard_error():
+def test_one_se_rule_keeps_the_simplest_setting_within_a_standard_error_of_the_difference():
     rng = np.random.default_rng(0)
-    noise = rng.normal(0, 0.1, 25)
-    scores = np.stack([0.50 + noise, 0.79 + noise[::-1], 0.80 + noise])  # the last is best by 0.01
+    hardness = rng.normal(0, 0.2, 25)  # images differ far more than the settings do
+    noise = rng.normal(0, 0.02, (3, 25))
+    noise -= noise.mean(axis=1, keepdims=True)  # so the means differ by exactly what is written
+    scores = np.array([[0.50], [0.798], [0.80]]) + hardness + noise  # the last is best, by less than a SE
     chosen, means, se = one_se_choice(scores, seed=1)
     np.testing.assert_allclose(means, scores.mean(axis=1))
-    np.testing.assert_allclose(se, scores.std(axis=1, ddof=1) / 5, rtol=0.15)  # SE of a mean of 25
-    assert chosen == 1  # 0.79 is within one SE (about 0.02) of 0.80; 0.50 is not
-    scores[1] -= 0.1  # now 0.69: outside
+    assert se[2] == 0  # the best's difference from itself
+    # The SE of a paired difference of means of 25 images: the differences' spread over 5.
+    np.testing.assert_allclose(se[:2], (scores[:2] - scores[2]).std(axis=1, ddof=1) / 5, rtol=0.15)
+    assert chosen == 1  # 0.798 is within one SE (about 0.006) of 0.80; 0.50 is not
+    # Unpaired, the error of a mean here is about 0.04: the images' hardness, not the settings.
+    assert se[1] < scores[2].std(ddof=1) / 5 / 4
+    scores[1] -= 0.05  # now 0.748: outside
     assert one_se_choice(scores, seed=1)[0] == 2
     with pytest.raises(ValueError, match="per_image"):
         one_se_choice(np.zeros((0, 3)))
@@ -101,16 +107,16 @@ def test_one_se_rule_keeps_the_simplest_setting_within_a_standard_error():
 def test_pick_solver_prefers_the_first_solver_within_a_standard_error():
     from simulator.baselines import WalkerTuning
 
-    def tuning(rows: dict[float, list[float]]) -> WalkerTuning:
-        arr = {b: np.asarray(v) for b, v in rows.items()}
+    rng = np.random.default_rng(2)
+    hardness = rng.normal(0.5, 0.2, 20)
+
+    def tuning(rows: dict[float, float]) -> WalkerTuning:
+        arr = {b: hardness + v + rng.normal(0, 0.02, 20) for b, v in rows.items()}
         return WalkerTuning(chosen=0.0, best=0.0, means={b: float(v.mean()) for b, v in arr.items()}, se={}, per_image=arr)
 
-    spread = [0.0, 0.2, 0.4, 0.6, 0.8]
-    bf = tuning({10.0: [0.1 + s for s in spread], 100.0: [0.2 + s for s in spread]})
-    cg = tuning({10.0: [0.21 + s for s in spread]})
-    assert pick_solver({"bf": bf, "cg_j": cg}) == ("bf", 10.0)  # everything within one SE of 0.61: the first
-    far = tuning({10.0: [5.0 + s for s in spread]})
-    assert pick_solver({"bf": bf, "cg_j": far}) == ("cg_j", 10.0)
+    bf = tuning({10.0: 0.0, 100.0: 0.1})
+    assert pick_solver({"bf": bf, "cg_j": tuning({10.0: 0.102})}) == ("bf", 100.0)  # within a SE: the first solver
+    assert pick_solver({"bf": bf, "cg_j": tuning({10.0: 0.2})}) == ("cg_j", 10.0)
     with pytest.raises(ValueError, match="tunings"):
         pick_solver({})
 
@@ -145,3 +151,32 @@ def test_each_fold_takes_the_walker_tuned_on_its_own_training_tasks():
     assert walker_entry("disks") == "disks"
     assert _default_entry(f"medscribble:/d?tasks={','.join(reversed(a))}") == "medical-A"
     assert _default_entry("medscribble:/d?tasks=ACDC") == "medical"
+
+
+def test_pooling_two_fold_entries_applies_the_rule_to_all_their_images():
+    from simulator.baselines import pool_entries
+
+    def entry(scores: dict[str, list[float]], tasks: list[str]) -> dict:
+        walker = {"dice_by_image": {"bf": scores}}
+        return {"random-walker": walker, "random-walker-partial": walker, "tasks": tasks, "n_images": 3,
+                "n_sessions": 3, "betas": [10.0, 100.0], "modes": ["bf"], "protocol": "p"}
+
+    # Fold A prefers beta 100 clearly, fold B by less than a standard error: pooled, 100 wins by more than a SE.
+    a = entry({"10.0": [0.2, 0.3, 0.25], "100.0": [0.8, 0.85, 0.9]}, ["ACDC"])
+    b = entry({"10.0": [0.6, 0.61, 0.62], "100.0": [0.56, 0.62, 0.67]}, ["WBC"])
+    pooled = pool_entries({"A": a, "B": b}, ["A", "B"])
+    assert pooled["random-walker"]["beta"] == 100.0 and pooled["random-walker"]["mode"] == "bf"
+    assert pooled["random-walker"]["dice_by_image"]["bf"]["10.0"] == [0.2, 0.3, 0.25, 0.6, 0.61, 0.62]
+    assert pooled["tasks"] == ["ACDC", "WBC"] and pooled["n_images"] == 6
+    assert pool_entries({"B": b, "B2": b}, ["B", "B2"])["random-walker"]["beta"] == 10.0  # within a SE: simplest
+    with pytest.raises(ValueError, match="differ in betas"):
+        pool_entries({"A": a, "B": {**b, "betas": [10.0]}}, ["A", "B"])
+    with pytest.raises(ValueError, match="no entry 'C'"):
+        pool_entries({"A": a}, ["A", "C"])
+
+
+def test_tune_real_refuses_an_unknown_annotator_choice():
+    from simulator.baselines import tune_real
+
+    with pytest.raises(ValueError, match="^annotators"):
+        tune_real("medscribble:/nowhere?tasks=WBC", annotators="second")
