@@ -40,7 +40,7 @@ __all__ = [
     "RandomWalkerMethod",
     "TTAMethod",
     "make_method",
-    "tune_random_walker_beta",
+    "walker_probabilities",
 ]
 
 Kind = Literal["partial", "complete"]
@@ -277,7 +277,37 @@ def _normalise01(image: np.ndarray) -> np.ndarray:
     return (image - lo) / (hi - lo)
 
 
-RW_MODES = ("cg", "cg_j", "cg_mg", "bf")  # scikit-image's random-walker solvers
+RW_MODES = ("bf", "cg", "cg_j", "cg_mg")  # scikit-image's random-walker solvers; bf is the converged one
+
+
+def walker_probabilities(image: np.ndarray, labels: np.ndarray, beta: float, mode: str = "bf",
+                         tol: float = 1e-3) -> np.ndarray:
+    """The two-label random walker's foreground share ``p1 / (p1 + p2)``: float64 (H, W).
+
+    Args:
+        image: float (H, W), min-max scaled to [0, 1] here (see :func:`_normalise01`).
+        labels: int (H, W): 1 foreground seed, 2 background seed, 0 unlabelled; both labels present.
+        beta, mode, tol: passed to ``skimage.segmentation.random_walker``.
+
+    scikit-image solves one system per label. Only an exact solve (``bf``) gives ``p1 + p2 = 1``; an
+    unconverged conjugate-gradient solve (``cg_mg`` stops after 30 iterations) leaves both short of
+    it far from the seeds, where ``p1 > 0.5`` reads "background" although foreground is the likelier
+    label. The share decides by the larger of the two, as scikit-image's own labelling (its argmax)
+    does, and is a probability whatever the solver. A constant image has no edges to weigh (and
+    scikit-image would divide by its zero spread), so every edge gets the same weight: the walker
+    runs on a ramp at a negligible beta, which leaves each weight within 1e-9 of the others.
+    """
+    unit = _normalise01(image)
+    if unit.max() <= 0:
+        unit, beta = np.indices(unit.shape).sum(axis=0) / max(sum(unit.shape) - 2, 1), 1e-9
+    with warnings.catch_warnings():
+        # The iterative solvers overshoot [0, 1] slightly at large beta; the share is clipped below.
+        warnings.filterwarnings("ignore", message="The probability range is outside", category=UserWarning)
+        full = random_walker(unit, labels, beta=beta, mode=mode, tol=tol, return_full_prob=True)
+    fg, bg = np.clip(full[0], 0.0, None), np.clip(full[1], 0.0, None)
+    total = fg + bg
+    # Where a capped solve reached neither label (both 0) nothing favours either: an even share.
+    return np.divide(fg, total, out=np.full(fg.shape, 0.5), where=total > 0)
 
 
 class RandomWalkerMethod:
@@ -285,26 +315,25 @@ class RandomWalkerMethod:
 
     Seeds: label 1 = ``mask & seg`` (foreground), label 2 = ``mask & ~seg`` (background). With no
     foreground seed the foreground probability is 0 everywhere (all background); with foreground but
-    no background seed it is 1 everywhere (the walker needs two labels to say anything else).
+    no background seed it is 1 everywhere (the walker needs two labels to say anything else). Each
+    pixel takes the label more likely to reach it first: the foreground share
+    ``p_fg / (p_fg + p_bg)`` of :func:`walker_probabilities` is > 0.5.
 
     Args:
         beta: the walker's edge penalty on the [0, 1]-normalised image (tune it on training images
-            with :func:`tune_random_walker_beta`; 130 is scikit-image's default).
+            with :func:`simulator.baselines.tune_random_walker_beta`; 130 is scikit-image's default).
         partial: ``False`` -- ``random-walker``, a complete method deciding every pixel with
-            ``seg = p_fg > 0.5``; ``True`` -- ``random-walker-partial``, deciding only the seeds and the
-            pixels whose foreground probability is > ``1 - confidence`` or < ``confidence``. Being
+            ``seg = share > 0.5``; ``True`` -- ``random-walker-partial``, deciding only the seeds and the
+            pixels whose foreground share is > ``1 - confidence`` or < ``confidence``. Being
             partial, it is fed the accepted state, so every accepted decided pixel becomes a seed.
         confidence: the partial variant's margin (0.05 by the protocol).
-        mode, tol: passed to ``skimage.segmentation.random_walker``. ``bf`` (a sparse direct solve)
-            is faster than ``cg_j`` on 256x256 images (0.4-0.6 s against 0.8-1.8 s per solve
-            here), but at large beta the two land on different answers (on disks at beta 1000,
-            38 of 200 ``bf`` first proposals fell below Dice 0.5, against 2 with ``cg_j``; on the
-            real training tasks ``cg_j`` also scored higher), so ``cg_j`` is the default and the
-            tuned records name the solver chosen with each beta. ``cg_j`` can be slow to converge:
-            one 256x256 solve took 19 minutes (skimage does not expose CG's iteration cap). It caps
-            ``cg_mg`` (multigrid-preconditioned CG, through pyamg) at 30 iterations, so that solve
-            cannot stall; on the real training tasks it also scored highest, so the real-data walkers
-            are tuned to it.
+        mode, tol: passed to ``skimage.segmentation.random_walker``. ``bf`` (the default) is a sparse
+            direct solve: converged, 0.4-0.9 s on a 256x256 image here, and the one the tuned records
+            use. The conjugate-gradient solvers stop at ``tol`` (relative residual), which at the large
+            betas real images need is far from converged: ``cg_mg`` (multigrid through pyamg) is also
+            capped at 30 iterations by scikit-image, and ``cg_j`` once took 19 minutes on one solve.
+            They stay for reproducing older runs (the walkers of results before this change used
+            ``cg_mg`` and ``cg_j`` read as ``p_fg > 0.5``).
     The walker is deterministic: ``multi`` is False and there are no scores.
     """
 
@@ -315,7 +344,7 @@ class RandomWalkerMethod:
         beta: float = 130.0,
         partial: bool = False,
         confidence: float = 0.05,
-        mode: str = "cg_j",
+        mode: str = "bf",
         tol: float = 1e-3,
         name: str | None = None,
     ) -> None:
@@ -340,7 +369,7 @@ class RandomWalkerMethod:
         return "partial" if self.partial else "complete"
 
     def foreground_probability(self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> np.ndarray:
-        """The walker's foreground probability: float64 (H, W), exactly ``seg`` on ``mask``."""
+        """The walker's foreground share: float64 (H, W) in [0, 1], exactly ``seg`` on ``mask``."""
         fg, bg = mask & seg, mask & ~seg
         if not fg.any():
             return np.zeros(mask.shape, dtype=np.float64)
@@ -351,14 +380,7 @@ class RandomWalkerMethod:
         labels = np.zeros(mask.shape, dtype=np.int32)
         labels[fg] = 1
         labels[bg] = 2
-        with warnings.catch_warnings():
-            # The iterative solvers overshoot [0, 1] slightly at large beta; the result is clipped
-            # below, so the warning says nothing the caller must act on.
-            warnings.filterwarnings("ignore", message="The probability range is outside", category=UserWarning)
-            prob = random_walker(
-                _normalise01(image), labels, beta=self.beta, mode=self.mode, tol=self.tol, return_full_prob=True
-            )[0]
-        prob = np.clip(prob, 0.0, 1.0)
+        prob = walker_probabilities(image, labels, self.beta, self.mode, self.tol)
         prob[mask] = seg[mask]
         return prob
 
@@ -378,7 +400,7 @@ class RandomWalkerMethod:
         return np.repeat(new_mask[None], k, axis=0), np.repeat(new_seg[None], k, axis=0), None
 
     def __repr__(self) -> str:
-        return f"RandomWalkerMethod(name={self.name!r}, beta={self.beta}, partial={self.partial})"
+        return f"RandomWalkerMethod(name={self.name!r}, beta={self.beta}, partial={self.partial}, mode={self.mode!r})"
 
 
 @dataclass(frozen=True)
@@ -583,56 +605,3 @@ def check_proposals(label: str, kind: Kind, out: Any, k: int, mask: np.ndarray, 
             broke(f"scores must be None or k = {k} real numbers, got {values.dtype} {values.shape}")
         scores = values.astype(np.float64)
     return masks, segs, scores
-
-
-def tune_random_walker_beta(
-    images: Sequence[np.ndarray],
-    targets: Sequence[np.ndarray],
-    betas: Sequence[float],
-    *,
-    partial: bool = False,
-    n_corrections: int = 3,
-    brush_radius: int | None = None,
-    seed: int = 0,
-    mode: str = "cg_j",
-) -> tuple[float, dict[float, float]]:
-    """Pick the random walker's beta on TRAINING images (never on evaluation images).
-
-    Each (image, target) runs a session with the clicks start, ``n_corrections`` RITM corrections and
-    the ``first`` policy (one proposal, nothing to choose); its score is the mean Dice over those
-    ``n_corrections + 1`` iterations (the area under its Dice curve; a session handed in early keeps
-    its last Dice), which still separates betas that all end at Dice 1 on easy images.
-
-    Args:
-        images: float (H, W) each; targets: bool (H, W) each, same length.
-        betas: candidate values (> 0); ties go to the earliest in this order.
-        partial: tune ``random-walker-partial`` instead of ``random-walker``.
-        seed: seeds the session generators (the walker and the RITM rule draw nothing; kept for the
-            session's interface).
-        mode: the walker's solver (see :class:`RandomWalkerMethod`).
-    Returns:
-        ``(best_beta, {beta: mean Dice})``.
-    """
-    from .metrics import carried_dice
-    from .session import run_session  # session imports this module; deferred to avoid a cycle
-
-    if len(images) != len(targets) or len(images) == 0:
-        raise ValueError(f"images: need a non-empty list matching targets, got {len(images)} and {len(targets)}")
-    if len(betas) == 0:
-        raise ValueError("betas: need at least one value")
-    if n_corrections < 0:
-        raise ValueError(f"n_corrections: must be >= 0, got {n_corrections}")
-    means: dict[float, float] = {}
-    for beta in betas:
-        method = RandomWalkerMethod(beta=beta, partial=partial, mode=mode)
-        dices = []
-        for i, (image, target) in enumerate(zip(images, targets)):
-            steps = run_session(
-                image, target, method, "first", k=1, max_iters=n_corrections + 1,
-                brush_radius=brush_radius, rng=np.random.default_rng([seed, i]),
-            )
-            # A session that is handed in early keeps its Dice for the iterations it did not run.
-            dices.append(float(np.mean(carried_dice(steps, n_corrections + 1))))
-        means[float(beta)] = float(np.mean(dices))
-    best = max(means, key=lambda b: means[b])  # max keeps the first of equal values
-    return best, means

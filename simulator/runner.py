@@ -130,9 +130,9 @@ class RunSettings:
         beta tuned on the real training tasks."""
         kw: dict[str, Any] = {}
         if self.method.startswith("random-walker"):
-            from .baselines import tuned_beta, tuned_mode
+            from .baselines import tuned_beta, tuned_mode, walker_entry
 
-            family = "medical" if self.real_data else "disks"
+            family = walker_entry(self.dataset)  # a fold's unseen tasks take the walker tuned on its training tasks
             if self.rw_beta is None:
                 kw["beta"] = tuned_beta(self.method, family)
                 kw["mode"] = tuned_mode(self.method, family)  # the solver the beta was tuned with

@@ -53,30 +53,20 @@ def test_real_data_defaults_to_the_medical_checkpoints() -> None:
     assert RunSettings(method="probseg-complete").make_method()._source == "disks-complete"
 
 
-def test_real_data_walker_uses_the_beta_tuned_on_real_training_tasks() -> None:
-    from simulator.baselines import tuned_beta
+def test_real_data_walker_uses_the_beta_tuned_on_its_folds_training_tasks() -> None:
+    from simulator.baselines import tuned_beta, walker_entry
 
+    assert walker_entry(_dataset("WBC")) == "medical-A"  # WBC is unseen by fold A (trained on ACDC, ...)
+    assert walker_entry(_dataset("ACDC,STARE")) == "medical-B"
     rs = RunSettings(dataset=_dataset("WBC"), method="random-walker")
-    assert rs.make_method().beta == tuned_beta("random-walker", "medical")
+    assert rs.make_method().beta == tuned_beta("random-walker", "medical-A")
 
 
 def test_real_data_walker_uses_the_solver_tuned_with_its_beta() -> None:
     from simulator.baselines import tuned_mode
 
     for method in ("random-walker", "random-walker-partial"):
-        assert RunSettings(dataset=_dataset("WBC"), method=method).make_method().mode == tuned_mode(method, "medical")
-
-
-def test_pick_solver_takes_the_best_pair_over_solvers_and_betas() -> None:
-    from simulator.baselines import pick_solver
-
-    scores = {"bf": {10.0: 0.5, 100.0: 0.7}, "cg_j": {10.0: 0.6, 100.0: 0.65}}
-    assert pick_solver(scores) == ("bf", 100.0, 0.7)
-    scores["cg_j"][1000.0] = 0.71
-    assert pick_solver(scores) == ("cg_j", 1000.0, 0.71)
-    assert pick_solver({"bf": {1.0: 0.5}, "cg_j": {1.0: 0.5}})[0] == "bf"  # a tie keeps the first solver
-    with pytest.raises(ValueError, match="scores_by_mode"):
-        pick_solver({})
+        assert RunSettings(dataset=_dataset("WBC"), method=method).make_method().mode == tuned_mode(method, "medical-A")
 
 
 def test_tuned_mode_prefers_the_walkers_own_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

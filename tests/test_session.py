@@ -12,7 +12,7 @@ from probseg.data import DiskSpec, make_disk_image
 from probseg.model import build_network
 from probseg.predictor import ProbSeg
 from simulator.corrections import Click, apply_click, click_brush, click_start
-from simulator.methods import METHODS, ProbSegMethod, RandomWalkerMethod, make_method, tune_random_walker_beta
+from simulator.methods import METHODS, ProbSegMethod, RandomWalkerMethod, make_method
 from simulator.metrics import dice, session_metrics
 from simulator.session import STEP_KEYS, TIMING_KEYS, SessionConfig, run_session
 
@@ -322,17 +322,6 @@ def test_random_walker_sessions_on_one_disk_reach_high_dice_quickly(name):
         m = session_metrics(steps)
         assert m["final_dice"] > 0.8
         assert m["reached_90"] and m["noc_90"] <= 4
-
-
-def test_tune_random_walker_beta_picks_the_best_mean():
-    disks = [make_disk_image(np.random.default_rng([12, i]), DiskSpec(n_disks=2)) for i in range(3)]
-    images, targets = [d.image for d in disks], [d.disks[0] for d in disks]
-    best, means = tune_random_walker_beta(images, targets, [1.0, 130.0, 5000.0], n_corrections=2)
-    assert set(means) == {1.0, 130.0, 5000.0} and all(0 <= v <= 1 for v in means.values())
-    assert means[best] == max(means.values())
-    assert tune_random_walker_beta(images, targets, [1.0, 130.0, 5000.0], n_corrections=2) == (best, means)
-    with pytest.raises(ValueError, match="images"):
-        tune_random_walker_beta(images, targets[:1], [1.0])
 
 
 # --- probseg methods -------------------------------------------------------------------------------
