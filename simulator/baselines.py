@@ -65,7 +65,7 @@ def _medscribble_tasks(dataset: str) -> set[str]:
 
     if not dataset.startswith("medscribble:"):
         return set()
-    return set(_parse_real(dataset)[2] or ())
+    return set(_parse_real("medscribble", dataset.removeprefix("medscribble:"))[1] or ())
 
 
 def walker_entry(dataset: str) -> str:
