@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .choice import REJECT, best_of_k
-from .data.partials import PairSpec, larger_target, random_input
+from .data.partials import PairSpec, larger_target, pick_kind, random_input
 from .interaction import apply_click, click_start, error_regions, next_click, scribble_start
 from .losses import hard_dice, multi_head_loss, partial_seg_loss
 from .model import PartialSegNet
@@ -119,17 +119,11 @@ class LoopState:
         return (self.mask, self.seg) if partial else (self.input_mask, self.input_seg)
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names = sorted(weights)
-    p = np.array([weights[n] for n in names], dtype=np.float64)
-    return names[int(rng.choice(len(names), p=p / p.sum()))]
-
-
 def start_state(
     rng: np.random.Generator, gt: np.ndarray, spec: LoopSpec, pair_spec: PairSpec, radius: int
 ) -> LoopState:
     """A session's start for the target ``gt`` (bool (H, W)), drawn from ``rng``."""
-    kind = _pick(rng, spec.start_weights)
+    kind = pick_kind(rng, spec.start_weights)
     if kind == "clicks":
         begin = click_start(gt, radius)
         mask, seg, clicked = begin.mask, begin.seg, begin.clicked

@@ -249,33 +249,42 @@ class ProbSeg:
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Native resolution, padded to ``SIZE_MULTIPLE``: ``pred_m``, ``pred_s`` float32 (k, H, W) and z."""
-        h, w = image.shape
-        ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-        img = np.pad(normalize_image(image), ((0, ph), (0, pw)), mode="edge")
-        xm = np.pad(mask, ((0, ph), (0, pw)))
-        xs = np.pad(seg, ((0, ph), (0, pw)))
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-        z = self._latent((h + ph, w + pw), k, mean, gen)
-        pred_m, pred_s = self.net.decode(to_t(img), to_t(xm), to_t(xs), z)
+        size, img, xm, xs = self._network_input(image, mask, seg)
+        z = self._latent(size, k, mean, gen)
+        pred_m, pred_s = self.net.decode(img, xm, xs, z)
         if z is None and k > 1:
             pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
-        return pred_m[:, :h, :w], pred_s[:, :h, :w], z
+        return (*self._to_image(pred_m, pred_s, image.shape), z)
+
+    def _network_input(
+        self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray
+    ) -> tuple[tuple[int, int], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the network sees of one input: its size (the working size, or the image's padded to a
+        multiple of :data:`SIZE_MULTIPLE`) and the normalised image, ``x_m``, ``x_s`` float32 (1, 1, *size)."""
+        if self.config.work_size > 0:
+            size = (self.config.work_size, self.config.work_size)
+            return (size, *resize_to_work(normalize_image(image), mask, seg, size))
+        h, w = image.shape
+        size = (h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE)
+        pad = ((0, size[0] - h), (0, size[1] - w))
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
+        return size, to_t(np.pad(normalize_image(image), pad, mode="edge")), to_t(np.pad(mask, pad)), to_t(np.pad(seg, pad))
+
+    def _to_image(
+        self, pred_m: torch.Tensor, pred_s: torch.Tensor, shape: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network-size probabilities (n, *size) back at the image's ``shape``: resized from the
+        working size, or cropped from the padded size."""
+        if self.config.work_size > 0:
+            return _to_image_size(pred_m, pred_s, shape)
+        return pred_m[:, : shape[0], : shape[1]], pred_s[:, : shape[0], : shape[1]]
 
     def _predict_candidates(
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """A scored model's candidates (a multi-head model's heads in score order, an SSN's samples):
         ``pred_m``, ``pred_s`` float32 (k, H, W) and their scores, float64 (k,) (see :meth:`propose`)."""
-        h, w = image.shape
-        if self.config.work_size > 0:
-            size = (self.config.work_size, self.config.work_size)
-            img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
-        else:
-            size = (h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE)
-            pad = ((0, size[0] - h), (0, size[1] - w))
-            to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
-            img = to_t(np.pad(normalize_image(image), pad, mode="edge"))
-            xm, xs = to_t(np.pad(mask, pad)), to_t(np.pad(seg, pad))
+        _, img, xm, xs = self._network_input(image, mask, seg)
         pred_m, pred_s, score = self.net.decode_candidates(img, xm, xs, k, generator=gen, mean=mean)
         pred_m, pred_s, score = pred_m[0], pred_s[0], score[0].double()
         if self.config.multi_head:
@@ -283,23 +292,17 @@ class ProbSeg:
             order = torch.argsort(score, descending=True, stable=True)
             picks = order[torch.zeros(k, dtype=torch.long)] if mean else order[torch.arange(k) % len(order)]
             pred_m, pred_s, score = pred_m[picks], pred_s[picks], score[picks]
-        if self.config.work_size > 0:
-            pred_m, pred_s = _to_image_size(pred_m, pred_s, (h, w))
-        else:
-            pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
-        return pred_m, pred_s, score.numpy()
+        return (*self._to_image(pred_m, pred_s, image.shape), score.numpy())
 
     def _predict_resized(
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, mean: bool, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """At the working size (see the module docstring): ``pred_m``, ``pred_s`` float32 (k, H, W), z."""
-        h, w = image.shape
-        size = (self.config.work_size, self.config.work_size)
-        img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
+        size, img, xm, xs = self._network_input(image, mask, seg)
         z = self._latent(size, k, mean, gen)
         # z = 0 gives k equal proposals: decode one (and the k = 1 and k > 1 results agree exactly).
         pred_m, pred_s = self.net.decode(img, xm, xs, z[:1] if mean and z is not None else z)  # (k or 1, S, S)
-        pred_m, pred_s = _to_image_size(pred_m, pred_s, (h, w))
+        pred_m, pred_s = self._to_image(pred_m, pred_s, image.shape)
         if pred_m.shape[0] != k:
             pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
         return pred_m, pred_s, z
@@ -409,18 +412,9 @@ class ProbSeg:
 
         batcher = self.__dict__.setdefault("_batcher", ExactBatcher())
         resized = self.config.work_size > 0
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]  # noqa: E731
         prepared = []
         for (image, mask, seg), gen in zip(inputs, gens):
-            h, w = image.shape
-            if resized:
-                size = (self.config.work_size, self.config.work_size)
-                img, xm, xs = resize_to_work(normalize_image(image), mask, seg, size)
-            else:
-                size = (h + (-h) % SIZE_MULTIPLE, w + (-w) % SIZE_MULTIPLE)
-                pad = ((0, size[0] - h), (0, size[1] - w))
-                img, xm, xs = to_t(np.pad(normalize_image(image), pad, mode="edge")), to_t(np.pad(mask, pad)), \
-                    to_t(np.pad(seg, pad))
+            size, img, xm, xs = self._network_input(image, mask, seg)
             z = self._latent(size, k, mean, gen)
             # As the resized path does: z = 0 gives k equal proposals, so one is decoded.
             z_in = z[:1] if resized and mean and z is not None else z
@@ -438,14 +432,7 @@ class ProbSeg:
                     preds[i] = (pred_m[row * n:(row + 1) * n], pred_s[row * n:(row + 1) * n])
         out = []
         for (image, _, _), (size, *_, z, _), (pred_m, pred_s) in zip(inputs, prepared, preds):
-            h, w = image.shape
-            if resized and (h, w) != size:
-                shrink = h < size[0] or w < size[1]
-                both = F.interpolate(torch.stack([pred_m, pred_s], 1), size=(h, w), mode="bilinear",
-                                     antialias=shrink, align_corners=False)
-                pred_m, pred_s = both[:, 0].clamp(0, 1), both[:, 1].clamp(0, 1)
-            elif not resized:
-                pred_m, pred_s = pred_m[:, :h, :w], pred_s[:, :h, :w]
+            pred_m, pred_s = self._to_image(pred_m, pred_s, image.shape)
             if pred_m.shape[0] != k:
                 pred_m, pred_s = pred_m.expand(k, -1, -1), pred_s.expand(k, -1, -1)
             out.append((pred_m, pred_s, z))

@@ -22,8 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from probseg.choice import REJECT as REJECT_CHOICE
-from probseg.choice import best_of_k, state_score
+from probseg.choice import REJECT, best_of_k, state_score
 
 from .plugins import Registry, check_settings, factory_settings
 
@@ -41,7 +40,6 @@ __all__ = [
     "state_score",
 ]
 
-REJECT = REJECT_CHOICE
 ACCEPTANCE_RULES = ("no-worse-dice", "pixel-score")
 
 

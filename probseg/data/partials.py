@@ -36,6 +36,7 @@ __all__ = [
     "stroke_input",
     "make_partial_pair",
     "object_masks",
+    "pick_kind",
     "random_input",
     "larger_target",
 ]
@@ -131,7 +132,10 @@ class PartialPair:
     y_s: np.ndarray
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
+def pick_kind(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    """One name of ``weights`` (name -> weight >= 0, not all 0), drawn from ``rng`` with probability
+    proportional to its weight; names are taken in sorted order, so a draw does not depend on the
+    dict's insertion order."""
     names = sorted(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
@@ -203,7 +207,7 @@ def stroke_input(
 def _added_region(
     rng: np.random.Generator, spec: PairSpec, gt: np.ndarray, objects: np.ndarray, x_m: np.ndarray
 ) -> np.ndarray:
-    kind = _pick(rng, spec.region_weights)
+    kind = pick_kind(rng, spec.region_weights)
     max_px = int(spec.region_area[1] * gt.size)
     # Objects not yet fully decided are the useful next steps.
     todo = [i for i in range(len(objects)) if (objects[i] & ~x_m).any()]
@@ -239,7 +243,7 @@ def _dilate(region: np.ndarray, spec: PairSpec, rng: np.random.Generator) -> np.
 def _input(
     rng: np.random.Generator, spec: PairSpec, gt: np.ndarray, objects: np.ndarray, radius: int
 ) -> np.ndarray:
-    kind = _pick(rng, spec.input_weights)
+    kind = pick_kind(rng, spec.input_weights)
     h = gt.shape[0]
     if kind == "shape":
         return random_shape_with_area(rng, gt.shape, *spec.input_area)

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from .intensity import normalize_image
+from .partials import pick_kind
 from .shapes import random_label_map, smooth_noise
 
 __all__ = ["SynthSpec", "SynthExample", "make_synth_example", "label_objects"]
@@ -138,18 +139,12 @@ def label_objects(labels: np.ndarray, min_px: int = 1) -> np.ndarray:
     return np.stack(out)
 
 
-def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
-    names = sorted(weights)
-    p = np.array([weights[n] for n in names], dtype=np.float64)
-    return names[int(rng.choice(len(names), p=p / p.sum()))]
-
-
 def _target(rng: np.random.Generator, labels: np.ndarray, objects: np.ndarray, spec: SynthSpec) -> np.ndarray:
     """A non-empty target of at least ``min_target_frac`` of the image (the largest label otherwise)."""
     min_px = max(1, int(np.ceil(spec.min_target_frac * labels.size)))
     counts = np.bincount(labels.ravel())
     big = np.flatnonzero(counts >= min_px)
-    kind = _pick(rng, spec.target_kinds)
+    kind = pick_kind(rng, spec.target_kinds)
     if kind == "piece":
         sizes = objects.reshape(len(objects), -1).sum(1)
         ok = np.flatnonzero(sizes >= min_px)
