@@ -463,17 +463,19 @@ def run(
         settings: the arm.
         out: output folder (default: a fresh folder under ``results/runs/``). Rerunning into a folder
             that holds the same run resumes it; one holding another configuration is refused.
-        workers: parallel Ray workers of the local instance; 0 runs in-process without Ray.
+        workers: processes that run sessions at once on this machine: this one and ``workers - 1``
+            local Ray workers (see ``ray_startup_seconds``); 0 runs in-process without Ray.
         address: an existing Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``) instead of a
             local instance.
         progress: show a progress bar.
         batch_size: sessions that advance in lockstep within a worker, their proposals computed in one
             batched pass (1: one session at a time, the reference path). Never changes the tables.
-        ray_startup_seconds: the single-process fast path. Without ``address`` and without a running Ray
-            instance, the first chunk runs in-process and is timed; the rest run in-process too when
-            running them on ``workers`` Ray workers would save less than this many seconds (always
-            with one worker), else on Ray. 0 always starts Ray. Never changes the tables: a
-            chunk's rows do not depend on where it runs.
+        ray_startup_seconds: the fast path. Without ``address`` and without a running Ray instance,
+            the first chunk runs in-process and is timed; the rest run in-process too when running
+            them on ``workers`` processes would save less than this many seconds (always with one
+            worker); else this process goes on with them while a local Ray instance starts, and
+            ``workers - 1`` Ray workers share the rest with it. 0 always runs every chunk on Ray.
+            Never changes the tables: a chunk's rows do not depend on where it runs.
     Returns:
         ``(steps, sessions, summary)``: the step and session DataFrames and the summary dict.
     Raises:
@@ -512,22 +514,23 @@ def run(
         bar.update(len(chunks[j]))
 
     t0 = time.perf_counter()
-    here: list[int] = []  # chunks run in this process
-    timed = 0  # of them, already run to time the fast path
     if todo and workers == 0 and address is None:
-        here = todo
+        for j in todo:
+            save(j, run_chunk(sdict, method, chunks[j], None, batch_size))
     elif todo and address is None and _crash_marker is None and ray_startup_seconds > 0 and not _ray_running():
-        # The fast path: time one chunk here; go on here unless Ray would save more than its start-up.
+        # The fast path: time one chunk here; start Ray for the rest only when its workers would save
+        # more than Ray's start-up costs, and keep working here meanwhile (this process is a worker).
         save(todo[0], run_chunk(sdict, method, chunks[todo[0]], None, batch_size))
         seconds_per_session = (time.perf_counter() - t0) / len(chunks[todo[0]])
-        saved = sum(len(chunks[j]) for j in todo[1:]) * seconds_per_session * (1 - 1 / workers)
-        here, timed = (todo if saved <= ray_startup_seconds else todo[:1]), 1
-    for j in here[timed:]:
-        save(j, run_chunk(sdict, method, chunks[j], None, batch_size))
+        saved = sum(len(chunks[j]) for j in todo[1:]) * seconds_per_session * (1 - 1 / max(workers, 1))
+        if saved <= ray_startup_seconds:
+            for j in todo[1:]:
+                save(j, run_chunk(sdict, method, chunks[j], None, batch_size))
+        else:
+            _run_hybrid(sdict, method, chunks, todo[1:], workers, save, batch_size)
+    elif todo:
+        _run_ray(sdict, method, chunks, todo, workers, address, save, _crash_marker, batch_size)
     wall = time.perf_counter() - t0 if todo else 0.0
-    remote = todo[len(here):]
-    if remote:
-        wall += _run_ray(sdict, method, chunks, remote, workers, address, save, _crash_marker, batch_size)
     bar.close()
     steps_df = pd.concat([pd.read_parquet(p[0]) for p in paths], ignore_index=True)
     sessions_df = pd.concat([pd.read_parquet(p[1]) for p in paths], ignore_index=True)
@@ -572,21 +575,96 @@ def _run_ray(
     save: Any,
     crash_marker: str | None,
     batch_size: int,
-) -> float:
-    """Run chunks ``todo`` as Ray tasks; return the seconds from first submission to last result."""
+) -> None:
+    """Run chunks ``todo`` as Ray tasks, saving each result as it arrives."""
     import ray
 
     started_here = start_ray(workers, address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk)
         method_box = [ray.put(method)]  # the model travels to each worker once (see _ray_chunk)
-        t0 = time.perf_counter()
         pending = {remote.remote(sdict, method_box, chunks[j], crash_marker, batch_size): j for j in todo}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 save(pending.pop(ref), ray.get(ref))
-        return time.perf_counter() - t0
     finally:
         if started_here:
+            ray.shutdown()
+
+
+def _run_hybrid(
+    sdict: dict[str, Any],
+    method: Method,
+    chunks: list[list[int]],
+    todo: list[int],
+    workers: int,
+    save: Any,
+    batch_size: int,
+) -> None:
+    """Run chunks ``todo`` here and on ``workers - 1`` local Ray workers at once, saving each result as
+    it arrives (in this thread, so the files and the progress bar have one writer).
+
+    This process starts on the chunks while Ray starts (seconds), so Ray's start-up costs only the
+    cores it takes. A chunk's rows are the same wherever it runs (:func:`run_chunk`), so the tables do
+    not depend on which chunks ran here. The thread here works on its own copy of the method (as a
+    Ray worker does): the network's layers are patched while it decodes a batch
+    (:class:`probseg.batching.ExactBatcher`), and the copy for Ray is serialised meanwhile.
+    """
+    import queue
+    import threading
+
+    import ray
+    from ray import cloudpickle
+
+    lock = threading.Lock()
+    left = list(todo)
+    done: queue.Queue[tuple[int, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def take() -> int | None:
+        with lock:
+            return left.pop(0) if left and not stop.is_set() else None
+
+    local_method = cloudpickle.loads(cloudpickle.dumps(method))
+
+    def work_here() -> None:
+        while (j := take()) is not None:
+            try:
+                done.put((j, run_chunk(sdict, local_method, chunks[j], None, batch_size)))
+            except BaseException as exc:  # handed to the main thread, which raises it
+                done.put((j, exc))
+                return
+
+    here = threading.Thread(target=work_here, name="probseg-chunks", daemon=True)
+    here.start()
+    started = start_ray(max(workers - 1, 1), None)
+    pending: dict[Any, int] = {}
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk)
+        method_box = [ray.put(method)]
+        n_remote = max(workers - 1, 1)
+
+        def submit() -> None:
+            while len(pending) < n_remote and (j := take()) is not None:
+                pending[remote.remote(sdict, method_box, chunks[j], None, batch_size)] = j
+
+        submit()
+        while pending or here.is_alive() or not done.empty():
+            if pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.05)
+                for ref in ready:
+                    save(pending.pop(ref), ray.get(ref))
+                submit()
+            else:
+                here.join(timeout=0.05)
+            while not done.empty():
+                j, result = done.get()
+                if isinstance(result, BaseException):
+                    raise result
+                save(j, result)
+        here.join()
+    finally:
+        stop.set()  # on an error, neither side takes another chunk (a chunk running here is dropped)
+        if started:
             ray.shutdown()

@@ -194,6 +194,25 @@ def test_the_fast_path_runs_a_small_run_in_process_with_the_same_tables(tmp_path
     _assert_same(got, _tables(settings, tmp_path / "ref", workers=0, batch_size=1))
 
 
+def test_the_fast_path_shares_a_longer_run_with_ray_with_the_same_tables(tmp_path, monkeypatch):
+    _need("disks")
+    import simulator.runner as runner
+
+    calls: list[list[int]] = []
+    hybrid = runner._run_hybrid
+
+    def spy(sdict, method, chunks, todo, *args):
+        calls.append(list(todo))
+        return hybrid(sdict, method, chunks, todo, *args)
+
+    monkeypatch.setattr(runner, "_run_hybrid", spy)
+    settings = RunSettings(n_sessions=40, chunk_size=5, max_iters=3)
+    # A start-up of ~0 s: Ray always pays off, so this process and a Ray worker share the chunks.
+    got = _tables(settings, tmp_path / "hybrid", workers=2, ray_startup_seconds=1e-9)
+    assert calls == [list(range(1, 8))]  # every chunk but the timed first one
+    _assert_same(got, _tables(settings, tmp_path / "ref", workers=0, batch_size=1))
+
+
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
 @pytest.mark.parametrize("method", ["probseg", "probseg-complete"])
 @pytest.mark.parametrize("max_pixels", [batching.MAX_BATCH_PIXELS, 2**30], ids=["default-passes", "one-pass"])
