@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from .lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
 __all__ = [
     "CORRECTION_RULES",

@@ -74,3 +74,29 @@ def test_one_name_one_thing() -> None:
     assert not hasattr(probseg.data.medical, "click_start")
     # The study definition's arm and reader differ in name from the report's loaded Arm and load_study_results.
     assert not hasattr(simulator.study, "Arm") and not hasattr(simulator.study, "load_study")
+
+
+def test_lazy_import_runs_the_module_on_first_use_only() -> None:
+    code = ("from probseg.lazy import lazy_import\nimport sys\nassert 'colorsys' not in sys.modules\n"
+            "m = lazy_import('colorsys')\nassert type(m).__name__ == '_LazyModule'\n"
+            "assert m.rgb_to_hsv(1.0, 0.0, 0.0) == (0.0, 1.0, 1.0)\nassert sys.modules['colorsys'] is m and type(m).__name__ == 'module'\n"
+            "import colorsys\nassert colorsys is m and lazy_import('colorsys') is m\nprint('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_lazy_import_of_a_missing_module_fails_at_once() -> None:
+    from probseg.lazy import lazy_import
+
+    with pytest.raises(ModuleNotFoundError, match="no_such_module"):
+        lazy_import("no_such_module_here")
+    with pytest.raises(ModuleNotFoundError):
+        lazy_import("scipy.no_such_module_here")
+
+
+def test_probseg_interaction_leaves_scipy_ndimage_for_later() -> None:
+    code = "import probseg.interaction, probseg.data.partials, sys\nprint(type(sys.modules['scipy.ndimage']).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "_LazyModule", done.stderr

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from .examples import Example
+from ..lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
 __all__ = ["load_nifti_manifest", "MANIFEST_COLUMNS"]
 

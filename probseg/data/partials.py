@@ -21,12 +21,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 # The brush and its default radius are the simulator's too; they live with the other interaction
 # primitives and are re-exported here, where training code has always imported them from.
 from ..interaction import brush_disk, default_brush_radius
 from .shapes import crop_near_seed, random_shape_with_area
+from ..lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
 __all__ = [
     "PairSpec",

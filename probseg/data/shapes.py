@@ -10,7 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+from ..lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
 __all__ = ["smooth_noise", "random_label_map", "random_shape", "random_shape_with_area", "crop_near_seed"]
 

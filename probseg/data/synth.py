@@ -19,11 +19,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from .intensity import normalize_image
 from .partials import pick_kind
 from .shapes import random_label_map, smooth_noise
+from ..lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
 __all__ = ["SynthSpec", "SynthExample", "make_synth_example", "label_objects"]
 
