@@ -24,7 +24,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.help and "(default" in action.help:
+        if action.help and ("(default" in action.help or action.required):  # a required option has no default
             return action.help
         return super()._get_help_string(action)
 

@@ -33,8 +33,7 @@ of the step, and the loop's steps have none fixed in advance.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -44,58 +43,10 @@ from .data.partials import PairSpec, larger_target, pick_kind, random_input
 from .interaction import apply_click, click_start, error_regions, next_click, scribble_start
 from .losses import hard_dice, multi_head_loss, partial_seg_loss
 from .model import PartialSegNet
+from .train_settings import LoopSpec
 
-__all__ = ["LoopSpec", "LoopState", "START_KINDS", "advance", "binarise", "loop_loss", "start_state"]
+__all__ = ["LoopSpec", "LoopState", "advance", "binarise", "loop_loss", "start_state"]
 
-START_KINDS = ("clicks", "scribbles", "random")
-
-
-@dataclass(frozen=True)
-class LoopSpec:
-    """How training sessions are simulated.
-
-    Attributes:
-        max_steps: most correction steps before the trained step (each batch draws 0..max_steps).
-        start_weights: probabilities of the starts ``clicks`` (the simulator's click start),
-            ``scribbles`` (its scribble start) and ``random`` (an input drawn like a training pair's).
-        temperature: the best-candidate loss's soft-minimum temperature at step 0 (multi-head).
-        spread: weight kept on every head (see :func:`probseg.losses.best_candidate_weights`).
-        score_weight: weight of the score head's squared error.
-        error_weight: the oracle's weight on wrong pixels (the simulator's default, 2).
-    """
-
-    max_steps: int = 3
-    start_weights: dict[str, float] = field(default_factory=lambda: {"clicks": 0.35, "scribbles": 0.35, "random": 0.3})
-    temperature: float = 0.3
-    spread: float = 0.05
-    score_weight: float = 1.0
-    error_weight: float = 2.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 0:
-            raise ValueError(f"max_steps: must be an integer >= 0, got {self.max_steps!r}")
-        bad = set(self.start_weights) - set(START_KINDS)
-        if bad:
-            raise ValueError(f"start_weights: unknown starts {sorted(bad)}; allowed: {list(START_KINDS)}")
-        if any(v < 0 for v in self.start_weights.values()) or sum(self.start_weights.values()) <= 0:
-            raise ValueError("start_weights: weights must be >= 0 and not all zero")
-        for name in ("temperature", "score_weight", "error_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.spread <= 1:
-            raise ValueError(f"spread: must be in [0, 1], got {self.spread}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LoopSpec":
-        return cls(**d)
-
-    def temperature_at(self, step: int, steps: int) -> float:
-        """The soft-minimum temperature at training step ``step`` of ``steps``."""
-        half = max(1, steps // 2)
-        return self.temperature * max(0.0, 1.0 - step / half)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Training: ``probseg-train`` and :func:`train`.
+"""Training: :func:`train` (the command ``probseg-train`` is :mod:`probseg.train_cli`; its settings
+:mod:`probseg.train_settings`).
 
 Pairs are drawn once into a pool (deterministic from the seed) and served in random order with a
 random dihedral transform per sample, so a pool of ``n_pairs`` gives ``8 * n_pairs`` distinct
@@ -14,12 +15,9 @@ never saw (:func:`probseg.data.medical.evaluate_heldout`).
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import save_checkpoint
-from .cli import ArgumentParser, cli_entry
 from .data.disks import N_TRAIN, TRAIN_SEED, DiskSpec, make_disk_dataset, subset_mask
 from .data.examples import Example
 from .data.intensity import normalize_image
 from .data.medical import (
-    DEFAULT_MEDSCRIBBLE,
-    DEFAULT_TRAIN_TASKS,
     AugmentSpec,
     build_medical_pool,
     build_medical_target_pool,
@@ -42,155 +37,18 @@ from .data.medical import (
     heldout_tasks,
     pool_batch_to_float,
 )
-from .data.medscribble import load_medscribble, medscribble_tasks
+from .data.medscribble import load_medscribble
 from .data.partials import PairSpec, make_partial_pair
 from .data.synth import SynthSpec
 from .interaction import default_brush_radius
-from .interaction_loop import LoopSpec, loop_loss
+from .interaction_loop import loop_loss
 from .losses import partial_seg_loss
 from .model import CONFIGS, ModelConfig, PartialSegNet, build_network
 from .predictor import ProbSeg
+from .train_cli import main
+from .train_settings import DATASETS, LoopSpec, TrainSettings
 
 __all__ = ["TrainSettings", "DATASETS", "build_disk_pool", "train", "main"]
-
-DATASETS = ("disks", "medical")
-
-
-@dataclass
-class TrainSettings:
-    """Settings of one training run (all recorded in the checkpoint).
-
-    Attributes:
-        config: a name in :data:`probseg.model.CONFIGS`.
-        dataset: the training data: ``disks`` (configurations without a working size) or
-            ``medical`` (the ``medical*`` configurations).
-        steps: optimiser steps.
-        batch_size: samples per step.
-        lr: Adam learning rate (cosine-decayed to 5% over the run).
-        seed: seeds the pool, the weights and the batch order.
-        n_pairs: pairs drawn into the pool.
-        n_train_images: training images the pairs are cut from (``disks``).
-        extra_noise: (max) standard deviation of extra Gaussian noise added per image, so the model
-            does not depend on one noise level (``disks``; ``medical`` has its own augmentation).
-        eval_images: held-out images evaluated at the end (0: skip); for ``medical`` at most this
-            many images of the unseen MedScribble tasks, taken in turn from each task.
-        threads: torch threads (0: torch's default).
-        beta1: overrides the configuration's KL weight (None: keep it); the checkpoint's config
-            records the value used.
-        kl_warmup: steps over which the KL weight ramps linearly from 0 to beta1 (0: none), a
-            common remedy for posterior collapse.
-        free_bits: nats per latent dimension the KL term does not penalise (0: none, the paper);
-            another remedy for posterior collapse, see :func:`probseg.losses.kl_divergence`.
-        device: where the network trains: ``cpu``, ``cuda`` (``cuda:N``) or ``auto`` (CUDA when
-            available). The pool, the batch order and the final evaluation stay on the CPU, so the
-            data a seed gives does not depend on the device; the weights do, slightly (GPU kernels
-            round differently), so a CPU run is the one that reproduces bit for bit.
-        pair_spec: overrides of :class:`~probseg.data.partials.PairSpec` (``mode`` follows the model).
-        medscribble: the MedScribble folder (``medical``).
-        train_tasks: the MedScribble tasks trained on (``medical``); every other task under
-            ``medscribble`` is held out.
-        real_fraction: fraction of pairs from real images (``medical``); the rest are synthetic.
-        synth_spec: overrides of :class:`~probseg.data.synth.SynthSpec` (``medical``).
-        augment_spec: overrides of :class:`~probseg.data.medical.AugmentSpec` (``medical``).
-        interaction_loop: train in the interaction loop (:mod:`probseg.interaction_loop`): the pool
-            holds ``n_pairs`` images with whole targets, and each batch simulates a short session
-            on the network's own proposals before the step trained on. Deterministic networks only.
-        loop_spec: overrides of :class:`~probseg.interaction_loop.LoopSpec` (``interaction_loop``).
-    """
-
-    config: str = "paper"
-    dataset: str = "disks"
-    steps: int = 4000
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    n_pairs: int = 20000
-    n_train_images: int = N_TRAIN
-    extra_noise: float = 0.03
-    eval_images: int = 1000
-    threads: int = 0
-    beta1: float | None = None
-    kl_warmup: int = 0
-    free_bits: float = 0.0
-    device: str = "cpu"
-    pair_spec: dict[str, Any] = field(default_factory=dict)
-    medscribble: str = DEFAULT_MEDSCRIBBLE
-    train_tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_TASKS))
-    real_fraction: float = 0.5
-    synth_spec: dict[str, Any] = field(default_factory=dict)
-    augment_spec: dict[str, Any] = field(default_factory=dict)
-    interaction_loop: bool = False
-    loop_spec: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.config not in CONFIGS:
-            raise ValueError(f"config: unknown configuration {self.config!r}; known: {', '.join(CONFIGS)}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
-        # A working-size model must be trained at its working size on the data it is meant for.
-        medical_configs = ", ".join(n for n, c in CONFIGS.items() if c.work_size > 0)
-        if self.dataset == "disks" and CONFIGS[self.config].work_size > 0:
-            raise ValueError(
-                f"dataset: configuration {self.config!r} works at {CONFIGS[self.config].work_size}x"
-                f"{CONFIGS[self.config].work_size} on medical images; train it with --dataset medical"
-            )
-        if self.dataset == "medical" and CONFIGS[self.config].work_size == 0:
-            raise ValueError(
-                f"config: dataset 'medical' needs a configuration with a working size ({medical_configs}), "
-                f"got {self.config!r}"
-            )
-        for name in ("steps", "batch_size", "n_pairs", "n_train_images"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.eval_images < 0:
-            raise ValueError(f"eval_images: must be >= 0, got {self.eval_images}")
-        if self.beta1 is not None and not (self.beta1 >= 0 and np.isfinite(self.beta1)):
-            raise ValueError(f"beta1: must be a finite number >= 0, got {self.beta1}")
-        if self.kl_warmup < 0:
-            raise ValueError(f"kl_warmup: must be >= 0, got {self.kl_warmup}")
-        if not (self.free_bits >= 0 and np.isfinite(self.free_bits)):
-            raise ValueError(f"free_bits: must be a finite number >= 0, got {self.free_bits}")
-        resolve_device(self.device)
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
-        if self.dataset == "medical":
-            self._validate_medical()
-        if CONFIGS[self.config].scored and not self.interaction_loop:
-            raise ValueError(
-                f"config: {self.config!r} gives several scored candidates (heads or SSN samples), which train in "
-                "the interaction loop; add --interaction-loop"
-            )
-        if self.interaction_loop:
-            if CONFIGS[self.config].stochastic:
-                raise ValueError(
-                    f"config: training in the interaction loop needs a deterministic network, {self.config!r} has a latent"
-                )
-            try:
-                LoopSpec.from_dict(self.loop_spec)
-            except TypeError as exc:
-                raise ValueError(f"loop_spec: {exc}") from None
-
-    def _validate_medical(self) -> None:
-        if not (0 <= self.real_fraction <= 1):
-            raise ValueError(f"real_fraction: must be in [0, 1], got {self.real_fraction}")
-        tasks = list(self.train_tasks)
-        if not tasks or any(not isinstance(t, str) or not t for t in tasks) or len(set(tasks)) != len(tasks):
-            raise ValueError(f"train_tasks: expected distinct non-empty task names, got {tasks}")
-        for name, cls in (("synth_spec", SynthSpec), ("augment_spec", AugmentSpec), ("pair_spec", PairSpec)):
-            try:
-                cls.from_dict(getattr(self, name))
-            except TypeError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-        if self.real_fraction > 0 or self.eval_images > 0:
-            if not Path(self.medscribble).expanduser().is_dir():
-                raise ValueError(f"medscribble: MedScribble folder not found: {self.medscribble}")
-            available = medscribble_tasks(self.medscribble)
-            unknown = [t for t in tasks if t not in available]
-            if unknown:
-                raise ValueError(f"train_tasks: unknown task {', '.join(unknown)}; available: {', '.join(available)}")
-            if self.eval_images > 0 and not heldout_tasks(self.medscribble, tasks):
-                raise ValueError("eval_images: every MedScribble task is a training task, none is left to evaluate on")
-
 
 def resolve_device(device: str) -> torch.device:
     """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
@@ -470,90 +328,3 @@ def train(
     return model, metrics
 
 
-def _parser() -> argparse.ArgumentParser:
-    d = TrainSettings()
-    p = ArgumentParser(
-        prog="probseg-train",
-        description="Train a probabilistic partial-segmentation model (synthetic disks, or synthetic and real "
-        "medical images) and write a checkpoint.",
-    )
-    p.add_argument("--config", default=d.config, help=f"model configuration, one of: {', '.join(CONFIGS)}")
-    p.add_argument("--dataset", default=d.dataset, help=f"training data, one of: {', '.join(DATASETS)}")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds data, weights and batch order")
-    p.add_argument("--n-pairs", type=int, default=d.n_pairs, help="training pairs drawn into the pool")
-    p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
-    p.add_argument("--beta1", type=float, default=None, help="KL weight (default: the configuration's)")
-    p.add_argument("--kl-warmup", type=int, default=d.kl_warmup, help="steps of linear KL-weight warm-up from 0 (0: none)")
-    p.add_argument(
-        "--free-bits", type=float, default=d.free_bits,
-        help="nats per latent dimension the KL term does not penalise (0: none, as in the paper)",
-    )
-    p.add_argument(
-        "--device", default=d.device,
-        help="where the network trains: cpu, cuda, cuda:N or auto; the data and the final evaluation stay on the CPU",
-    )
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
-    p.add_argument("--medscribble", default=d.medscribble, help="MedScribble folder (--dataset medical)")
-    p.add_argument(
-        "--train-tasks", default=",".join(d.train_tasks),
-        help="comma-separated MedScribble tasks to train on (--dataset medical); the others are held out",
-    )
-    p.add_argument(
-        "--real-fraction", type=float, default=d.real_fraction,
-        help="fraction of training pairs from real images (--dataset medical); the rest are synthetic",
-    )
-    p.add_argument(
-        "--interaction-loop", action="store_true",
-        help="train in the interaction loop: each batch simulates a short session (start, corrections at the "
-        "model's own errors) before the step trained on; needed by the multi-head and SSN configurations",
-    )
-    p.add_argument(
-        "--loop-max-steps", type=int, default=LoopSpec().max_steps,
-        help="most simulated correction steps before the trained one (--interaction-loop)",
-    )
-    p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    return p
-
-
-@cli_entry("probseg-train")
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``probseg-train``."""
-    args = _parser().parse_args(argv)
-    out = Path(args.out)
-    if out.suffix != ".pt":
-        raise ValueError(f"--out: expected a .pt path, got {out}")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise ValueError(f"--out: {out.parent} is not a folder")
-    settings = TrainSettings(
-        config=args.config,
-        dataset=args.dataset,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        n_pairs=args.n_pairs,
-        eval_images=args.eval_images,
-        threads=args.threads,
-        beta1=args.beta1,
-        kl_warmup=args.kl_warmup,
-        free_bits=args.free_bits,
-        device=args.device,
-        medscribble=args.medscribble,
-        train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
-        real_fraction=args.real_fraction,
-        interaction_loop=args.interaction_loop,
-        loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
-    )
-    settings.validate()
-    command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    _, metrics = train(settings, out, progress=not args.no_progress, command=command)
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

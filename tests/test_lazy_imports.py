@@ -21,6 +21,7 @@ COMMANDS = {
     "probseg-simulate": ("simulator.cli", ["--k", "many"]),
     "probseg-study": ("simulator.study", ["run"]),
     "probseg-reproduce": ("probseg.reproduce", ["--n", "0"]),
+    "probseg-train": ("probseg.train_cli", ["--out", "model.pth"]),
 }
 
 

@@ -39,7 +39,7 @@ from .. import interaction
 from ..metrics import dice
 from .examples import Example
 from .intensity import normalize_image
-from .medscribble import load_medscribble, medscribble_tasks
+from .medscribble import DEFAULT_MEDSCRIBBLE, DEFAULT_TRAIN_TASKS, load_medscribble, medscribble_tasks
 from .partials import PairSpec, make_partial_pair
 from .synth import SynthSpec, make_synth_example
 
@@ -55,10 +55,6 @@ __all__ = [
     "heldout_tasks",
 ]
 
-# The default split: train on these four MedScribble tasks; the other four are never seen.
-DEFAULT_TRAIN_TASKS: tuple[str, ...] = ("ACDC", "BTCV", "HipXRay", "STARE")
-# Relative to the working directory: the project's layout keeps the data beside the repository.
-DEFAULT_MEDSCRIBBLE = "../shared/medscribble"
 WORK_SIZE = 128
 
 

@@ -21,7 +21,12 @@ import numpy as np
 
 from .examples import Example, read_npy, scribble_pair
 
-__all__ = ["load_medscribble", "medscribble_tasks"]
+__all__ = ["DEFAULT_MEDSCRIBBLE", "DEFAULT_TRAIN_TASKS", "load_medscribble", "medscribble_tasks"]
+
+# The default split: train on these four MedScribble tasks; the other four are never seen.
+DEFAULT_TRAIN_TASKS: tuple[str, ...] = ("ACDC", "BTCV", "HipXRay", "STARE")
+# Relative to the working directory: the project's layout keeps the data beside the repository.
+DEFAULT_MEDSCRIBBLE = "../shared/medscribble"
 
 _SCRIBBLE = re.compile(r"scribble_(\d+)\.npy")
 

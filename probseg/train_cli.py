@@ -1,0 +1,110 @@
+"""``probseg-train``: its options and what it runs (the training itself is :func:`probseg.train.train`).
+
+Nothing heavy is imported until the command line is understood, so ``--help`` and a usage error
+come at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from .cli import ArgumentParser, cli_entry
+from .configs import CONFIGS
+from .train_settings import DATASETS, LoopSpec, TrainSettings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = TrainSettings()
+    p = ArgumentParser(
+        prog="probseg-train",
+        description="Train a probabilistic partial-segmentation model (synthetic disks, or synthetic and real "
+        "medical images) and write a checkpoint.",
+    )
+    p.add_argument("--config", default=d.config, help=f"model configuration, one of: {', '.join(CONFIGS)}")
+    p.add_argument("--dataset", default=d.dataset, help=f"training data, one of: {', '.join(DATASETS)}")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds data, weights and batch order")
+    p.add_argument("--n-pairs", type=int, default=d.n_pairs, help="training pairs drawn into the pool")
+    p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
+    p.add_argument("--beta1", type=float, default=None, help="KL weight (default: the configuration's)")
+    p.add_argument("--kl-warmup", type=int, default=d.kl_warmup, help="steps of linear KL-weight warm-up from 0 (0: none)")
+    p.add_argument(
+        "--free-bits", type=float, default=d.free_bits,
+        help="nats per latent dimension the KL term does not penalise (0: none, as in the paper)",
+    )
+    p.add_argument(
+        "--device", default=d.device,
+        help="where the network trains: cpu, cuda, cuda:N or auto; the data and the final evaluation stay on the CPU",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
+    p.add_argument("--medscribble", default=d.medscribble, help="MedScribble folder (--dataset medical)")
+    p.add_argument(
+        "--train-tasks", default=",".join(d.train_tasks),
+        help="comma-separated MedScribble tasks to train on (--dataset medical); the others are held out",
+    )
+    p.add_argument(
+        "--real-fraction", type=float, default=d.real_fraction,
+        help="fraction of training pairs from real images (--dataset medical); the rest are synthetic",
+    )
+    p.add_argument(
+        "--interaction-loop", action="store_true",
+        help="train in the interaction loop: each batch simulates a short session (start, corrections at the "
+        "model's own errors) before the step trained on; needed by the multi-head and SSN configurations",
+    )
+    p.add_argument(
+        "--loop-max-steps", type=int, default=LoopSpec().max_steps,
+        help="most simulated correction steps before the trained one (--interaction-loop)",
+    )
+    p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+@cli_entry("probseg-train")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``probseg-train``."""
+    args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".pt":
+        raise ValueError(f"--out: expected a .pt path, got {out}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ValueError(f"--out: {out.parent} is not a folder")
+    settings = TrainSettings(
+        config=args.config,
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        n_pairs=args.n_pairs,
+        eval_images=args.eval_images,
+        threads=args.threads,
+        beta1=args.beta1,
+        kl_warmup=args.kl_warmup,
+        free_bits=args.free_bits,
+        device=args.device,
+        medscribble=args.medscribble,
+        train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
+        real_fraction=args.real_fraction,
+        interaction_loop=args.interaction_loop,
+        loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
+    )
+    settings.validate()
+    command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    from .train import train  # torch: only once the command line is understood
+
+    _, metrics = train(settings, out, progress=not args.no_progress, command=command)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
