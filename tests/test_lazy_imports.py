@@ -22,6 +22,7 @@ COMMANDS = {
     "probseg-study": ("simulator.study", ["run"]),
     "probseg-reproduce": ("probseg.reproduce", ["--n", "0"]),
     "probseg-train": ("probseg.train_cli", ["--out", "model.pth"]),
+    "probseg-select": ("simulator.selection", ["--fold", "A"]),
 }
 
 

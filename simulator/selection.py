@@ -1,0 +1,362 @@
+"""``probseg-select``: choose a real-image model family by the rule fixed in CHECKPOINTS.md, on a
+fold's training tasks only.
+
+Per fold and per row of the 2x2 design (``partial`` or ``complete`` K-candidate model), each family
+(:data:`FAMILIES`: ``heads``, ``ssn``) is trained once per training task of the fold, at a fraction of
+its full recipe (a quarter by the rule), with that task left out, and evaluated on the images of the
+task left out: best-of-8 sessions of the robot protocol from the click start and the human start,
+Dice after 5 clicks. The score of a family is the mean over the left-out tasks of the task's mean
+(each image's score: the mean of its sessions, click and human starts pooled). The family with the
+higher score wins; when the two are within one standard error of their paired difference (a
+bootstrap that resamples images within each task, the same draws for both families), the one whose
+candidates differ usefully (the mean, over click-start sessions, of the best candidate's Dice minus
+the top-scored candidate's, at the first proposal) wins, and a tie there goes to ``heads`` (the
+cheaper to sample).
+
+Every candidate is trained by the documented ``probseg-train`` command (recorded with its figures),
+so each can be reproduced alone; ``--jobs`` runs several side by side (on a GPU machine). A rerun
+into the same ``--out`` keeps the checkpoints and the evaluations already there. No figure of the
+fold's unseen tasks is read.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probseg.cli import ArgumentParser, cli_entry
+
+__all__ = [
+    "FAMILIES", "FULL_RECIPE", "ROWS", "Candidate", "Decision", "choose_family", "main", "paired_task_se",
+    "run_selection",
+]
+
+# The families of issue 13 and their configuration per row of the 2x2 design.
+FAMILIES: dict[str, dict[str, str]] = {
+    "heads": {"partial": "medical-heads", "complete": "medical-heads-complete"},
+    "ssn": {"partial": "medical-ssn", "complete": "medical-ssn-complete"},
+}
+ROWS = ("partial", "complete")
+# The order of preference when everything else ties: heads are the cheaper to sample.
+PREFERENCE = ("heads", "ssn")
+# The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16.
+FULL_RECIPE = {"steps": 2000, "batch_size": 16, "n_pairs": 8000}
+STARTS = ("clicks", "human")
+ENDPOINT = "dice_at_clicks_5"
+N_BOOT = 1000
+# Iterations that reach 5 clicks from any start (the click start has 2, each iteration adds 1).
+MAX_ITERS = 5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One training run of the selection: ``family``'s ``row`` model, ``left_out`` held out."""
+
+    family: str
+    row: str
+    left_out: str
+    config: str
+    train_tasks: tuple[str, ...]
+
+    @property
+    def stem(self) -> str:
+        return f"{self.family}-{self.row}-without-{self.left_out}"
+
+
+@dataclass
+class Decision:
+    """What the rule chose, and the figures it chose by.
+
+    Attributes:
+        chosen: the family chosen.
+        reason: ``score`` (a clear winner), ``diversity`` (within one standard error, decided by the
+            useful diversity) or ``preference`` (tied on both).
+        scores: ``{family: the mean over left-out tasks of the task mean Dice after 5 clicks}``.
+        se: the bootstrap standard error of the difference of the two families' scores.
+        diversity: ``{family: mean best-of-8 minus top-scored Dice at the first proposal}``.
+        per_task: ``{family: {task: the task's mean Dice after 5 clicks}}``.
+    """
+
+    chosen: str
+    reason: str
+    scores: dict[str, float]
+    se: float
+    diversity: dict[str, float]
+    per_task: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def paired_task_se(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0
+) -> float:
+    """Standard error of ``score(a) - score(b)``, where a score is the mean over tasks of the task's
+    mean over images, by a bootstrap that resamples images within each task (the same draws for
+    ``a`` and ``b``, which hold the same images in the same order).
+
+    Args:
+        a, b: ``{task: float (n_images,)}``, each image's score.
+        n_boot: resamples (>= 2); seed: seeds them.
+    """
+    if set(a) != set(b) or not a:
+        raise ValueError(f"a, b: expected scores of the same tasks, got {sorted(a)} and {sorted(b)}")
+    if n_boot < 2:
+        raise ValueError(f"n_boot: must be >= 2, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    diffs = np.zeros(n_boot)
+    for task in sorted(a):
+        x, y = np.asarray(a[task], dtype=np.float64), np.asarray(b[task], dtype=np.float64)
+        if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+            raise ValueError(f"a, b: task {task!r} needs the same non-empty images in both, got {x.shape} and {y.shape}")
+        draws = rng.integers(0, x.size, size=(n_boot, x.size))
+        diffs += (x[draws] - y[draws]).mean(axis=1)
+    return float((diffs / len(a)).std(ddof=1))
+
+
+def choose_family(
+    per_image: Mapping[str, Mapping[str, np.ndarray]],
+    diversity: Mapping[str, float],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> Decision:
+    """The rule of CHECKPOINTS.md for two families (see the module docstring).
+
+    Args:
+        per_image: ``{family: {task: float (n_images,)}}``, each left-out image's score, the images of
+            a task in the same order for every family.
+        diversity: ``{family: mean best-of-8 minus top-scored Dice}``.
+    """
+    families = sorted(per_image, key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else len(PREFERENCE))
+    if len(families) != 2 or set(diversity) != set(families):
+        raise ValueError(f"per_image, diversity: expected the same two families, got {sorted(per_image)} and {sorted(diversity)}")
+    per_task = {f: {t: float(np.mean(v)) for t, v in per_image[f].items()} for f in families}
+    scores = {f: float(np.mean(list(per_task[f].values()))) for f in families}
+    first, second = families
+    se = paired_task_se(per_image[first], per_image[second], n_boot=n_boot, seed=seed)
+    if abs(scores[first] - scores[second]) > se:
+        chosen, reason = max(families, key=lambda f: scores[f]), "score"
+    elif diversity[first] != diversity[second]:
+        chosen, reason = max(families, key=lambda f: diversity[f]), "diversity"
+    else:
+        chosen, reason = first, "preference"
+    return Decision(chosen, reason, scores, se, {f: float(diversity[f]) for f in families}, per_task)
+
+
+def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] = tuple(FAMILIES),
+               left_out: Sequence[str] | None = None) -> list[Candidate]:
+    """The training runs of one fold and row: each family once per left-out training task."""
+    if row not in ROWS:
+        raise ValueError(f"row: expected one of {', '.join(ROWS)}, got {row!r}")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"families: unknown family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+    held = list(fold_tasks) if left_out is None else list(left_out)
+    bad = [t for t in held if t not in fold_tasks]
+    if bad:
+        raise ValueError(f"left_out: {bad[0]!r} is not a training task of the fold ({', '.join(fold_tasks)})")
+    return [Candidate(f, row, t, FAMILIES[f][row], tuple(x for x in fold_tasks if x != t))
+            for f in families for t in held]
+
+
+def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, device: str, threads: int,
+                  seed: int = 0) -> list[str]:
+    """The ``probseg-train`` arguments that train candidate ``c`` at ``fraction`` of :data:`FULL_RECIPE`."""
+    steps = max(1, round(FULL_RECIPE["steps"] * fraction))
+    n_pairs = max(FULL_RECIPE["batch_size"], round(FULL_RECIPE["n_pairs"] * fraction))
+    return [
+        "--config", c.config, "--dataset", "medical", "--interaction-loop", "--steps", str(steps),
+        "--batch-size", str(FULL_RECIPE["batch_size"]), "--n-pairs", str(n_pairs), "--seed", str(seed),
+        "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
+        "--device", device, "--threads", str(threads), "--no-progress", "--out", str(out),
+    ]
+
+
+def _train(c: Candidate, args: list[str], log: Path) -> None:
+    """Run ``probseg-train`` in a subprocess (its own process: trainings may run side by side)."""
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-m", "probseg.train_cli", *args], stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise ValueError(f"training {c.stem} failed ({log}): {tail[0]}")
+
+
+def _evaluate(c: Candidate, checkpoint: Path, out: Path, medscribble: str, workers: int, n_sessions: int | None,
+              progress: bool) -> tuple[list[dict[str, Any]], list[float]]:
+    """Best-of-8 sessions of ``c``'s checkpoint on its left-out task from each start; returns the session
+    rows (task, image, start, endpoint) and the click start's first-proposal diversity gains."""
+    from .runner import RunSettings, run
+
+    rows: list[dict[str, Any]] = []
+    gains: list[float] = []
+    for start in STARTS:
+        settings = RunSettings.from_dict({
+            "dataset": f"medscribble:{medscribble}?tasks={c.left_out}", "n_sessions": n_sessions,
+            "method": "probseg" if c.row == "partial" else "probseg-complete", "checkpoint": str(checkpoint),
+            "policy": "best-of-k", "k": 8, "seed": 0, "start": start, "max_iters": MAX_ITERS,
+        })
+        steps, sessions, _ = run(settings, out=out / start, workers=workers, progress=progress)
+        rows += [{"task": r.task, "image": r.image, "start": start, ENDPOINT: float(getattr(r, ENDPOINT))}
+                 for r in sessions.itertuples()]
+        if start == "clicks":
+            for s in steps[steps["iteration"] == 1].itertuples():
+                dices, scores = np.asarray(s.candidate_dice, dtype=float), np.asarray(s.candidate_scores, dtype=float)
+                top = int(np.argmax(scores)) if np.isfinite(scores).all() else 0
+                gains.append(float(dices.max() - dices[top]))
+    return rows, gains
+
+
+def run_selection(
+    fold: str,
+    row: str,
+    out: str | Path,
+    fraction: float = 0.25,
+    families: Sequence[str] = tuple(FAMILIES),
+    left_out: Sequence[str] | None = None,
+    medscribble: str | None = None,
+    device: str = "auto",
+    threads: int = 2,
+    jobs: int = 1,
+    workers: int = 2,
+    n_sessions: int | None = None,
+    n_boot: int = N_BOOT,
+    progress: bool = True,
+) -> Decision:
+    """Train, evaluate and choose (see the module docstring); writes ``OUT/selection.json`` and
+    ``OUT/selection.md`` and returns the decision.
+
+    Args:
+        fold: ``A`` or ``B`` (:data:`simulator.baselines.MEDSCRIBBLE_FOLDS`).
+        row: ``partial`` or ``complete``.
+        out: the folder of the checkpoints, the evaluations and the decision (reruns resume there).
+        fraction: of :data:`FULL_RECIPE`'s steps and pool (0.25 by the rule).
+        left_out: a subset of the fold's tasks to leave out (default: all four; a subset is a partial
+            run, reported as such).
+        n_sessions: sessions per start and left-out task (default: all); a smaller number is a smoke test.
+        jobs: trainings run side by side; workers: the evaluation's workers (see :func:`simulator.runner.run`).
+    """
+    from probseg.data.medscribble import DEFAULT_MEDSCRIBBLE
+
+    from .baselines import MEDSCRIBBLE_FOLDS
+
+    if fold not in MEDSCRIBBLE_FOLDS:
+        raise ValueError(f"fold: expected one of {', '.join(MEDSCRIBBLE_FOLDS)}, got {fold!r}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: must be in (0, 1], got {fraction!r}")
+    if jobs < 1:
+        raise ValueError(f"jobs: must be >= 1, got {jobs}")
+    medscribble = medscribble or DEFAULT_MEDSCRIBBLE
+    if not Path(medscribble).is_dir():
+        raise ValueError(f"medscribble: MedScribble folder not found: {medscribble}")
+    todo = candidates(MEDSCRIBBLE_FOLDS[fold], row, families, left_out)
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    commands: dict[str, str] = {}
+
+    def train_one(c: Candidate) -> None:
+        ckpt = out / "checkpoints" / f"{c.stem}.pt"
+        args = train_command(c, ckpt, fraction, medscribble, device, threads)
+        commands[c.stem] = "probseg-train " + shlex.join(args)
+        record = ckpt.with_suffix(".json")
+        if ckpt.exists() and record.exists() and json.loads(record.read_text()).get("command") == commands[c.stem]:
+            return  # trained by this very command before: resume
+        _train(c, args, out / "checkpoints" / f"{c.stem}.log")
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(train_one, todo))
+
+    per_image: dict[str, dict[str, np.ndarray]] = {f: {} for f in families}
+    gains: dict[str, list[float]] = {f: [] for f in families}
+    records = []
+    for c in todo:
+        rows, g = _evaluate(c, out / "checkpoints" / f"{c.stem}.pt", out / "runs" / c.stem, medscribble, workers,
+                            n_sessions, progress)
+        by_image: dict[str, list[float]] = {}
+        for r in rows:
+            by_image.setdefault(str(r["image"]), []).append(r[ENDPOINT])
+        images = sorted(by_image)
+        per_image[c.family][c.left_out] = np.array([np.mean(by_image[i]) for i in images])
+        gains[c.family] += g
+        metrics = json.loads((out / "checkpoints" / f"{c.stem}.json").read_text()).get("metrics", {})
+        records.append({**asdict(c), "command": commands[c.stem], "images": len(images), "sessions": len(rows),
+                        ENDPOINT: float(np.mean([r[ENDPOINT] for r in rows])), "diversity_gain": float(np.mean(g)),
+                        "train_minutes": round(float(metrics.get("train_seconds", float("nan"))) / 60, 1)})
+    decision = choose_family(per_image, {f: float(np.mean(g)) for f, g in gains.items()}, n_boot=n_boot)
+    partial_run = left_out is not None and set(left_out) != set(MEDSCRIBBLE_FOLDS[fold])
+    result = {"fold": fold, "row": row, "fraction": fraction, "recipe": FULL_RECIPE, "complete_run": not partial_run,
+              "n_sessions": n_sessions, "decision": asdict(decision), "candidates": records}
+    (out / "selection.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (out / "selection.md").write_text(_markdown(result))
+    return decision
+
+
+def _markdown(result: dict[str, Any]) -> str:
+    d = result["decision"]
+    lines = [
+        f"# Family selection: fold {result['fold']}, {result['row']} row",
+        "",
+        f"Rule: CHECKPOINTS.md (leave one training task out, {result['fraction']:g} of the recipe "
+        f"{result['recipe']}, Dice after 5 clicks, best-of-8, click and human starts pooled).",
+        "" if result["complete_run"] else "**A partial run (not every training task left out): not a decision.**",
+        "",
+        "| family | left out | train min | images | sessions | Dice@5 clicks | best-of-8 minus top-scored | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["candidates"]:
+        lines.append(f"| {r['family']} | {r['left_out']} | {r['train_minutes']} | {r['images']} | {r['sessions']} | "
+                     f"{r[ENDPOINT]:.3f} | {r['diversity_gain']:.3f} | `{r['command']}` |")
+    lines += ["", f"Scores: {', '.join(f'{f} {v:.3f}' for f, v in d['scores'].items())}; standard error of the "
+              f"difference {d['se']:.3f}; useful diversity: "
+              f"{', '.join(f'{f} {v:.3f}' for f, v in d['diversity'].items())}.",
+              f"**Chosen: {d['chosen']}** (by {d['reason']}).", ""]
+    return "\n".join(lines)
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="probseg-select",
+        description="Choose the real-image model family of one fold and row of the 2x2 design by the rule of "
+                    "CHECKPOINTS.md: train each family with each training task left out, at a fraction of its "
+                    "recipe, and compare them on the left-out tasks (training tasks only).",
+    )
+    p.add_argument("--fold", required=True, help="A (trains on ACDC, BTCV, HipXRay, STARE) or B (the other four)")
+    p.add_argument("--row", required=True, help=f"the design's row: {' or '.join(ROWS)}")
+    p.add_argument("--out", required=True, help="folder of the checkpoints, evaluations and decision (reruns resume)")
+    p.add_argument("--fraction", type=float, default=0.25, help=f"of the full recipe {FULL_RECIPE}")
+    p.add_argument("--families", default=",".join(FAMILIES), help="the two families compared")
+    p.add_argument("--left-out", default=None, help="comma-separated subset of the fold's tasks to leave out "
+                                                    "(default: all four; a subset is a partial run, not a decision)")
+    p.add_argument("--medscribble", default=None, help="MedScribble folder (default: ../shared/medscribble)")
+    p.add_argument("--device", default="auto", help="where each candidate trains: cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per training")
+    p.add_argument("--jobs", type=int, default=1, help="trainings run side by side")
+    p.add_argument("--workers", type=int, default=2, help="the evaluation's workers (probseg-simulate --workers)")
+    p.add_argument("--n-sessions", type=int, default=None,
+                   help="sessions per start and left-out task (default: all; fewer: a smoke test)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+@cli_entry("probseg-select")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``probseg-select``."""
+    a = _parser().parse_args(argv)
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    decision = run_selection(
+        a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families),
+        left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
+        threads=a.threads, jobs=a.jobs, workers=a.workers, n_sessions=a.n_sessions, progress=not a.no_progress,
+    )
+    print((Path(a.out) / "selection.md").read_text())
+    print(json.dumps({"chosen": decision.chosen, "reason": decision.reason, "scores": decision.scores}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""probseg-select: the family-selection rule of CHECKPOINTS.md, on hand-computed figures, and a small
+end-to-end run on MedScribble's training tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulator.selection import (
+    FULL_RECIPE,
+    candidates,
+    choose_family,
+    main,
+    paired_task_se,
+    run_selection,
+    train_command,
+)
+
+MEDSCRIBBLE = Path(__file__).resolve().parents[2] / "shared" / "medscribble"
+
+
+def test_paired_se_is_zero_for_identical_or_shifted_scores():
+    a = {"X": np.array([0.2, 0.5, 0.9]), "Y": np.array([0.1, 0.3])}
+    assert paired_task_se(a, a) == 0.0
+    shifted = {t: v + 0.1 for t, v in a.items()}
+    assert paired_task_se(shifted, a) == pytest.approx(0.0, abs=1e-12)  # pairing removes the images' spread
+
+
+def test_paired_se_matches_the_bootstrap_variance_by_hand():
+    # One task, differences [0, 1]: a resample's mean difference has variance var_pop(d) / n = 0.25 / 2.
+    a, b = {"X": np.array([0.0, 1.0])}, {"X": np.array([0.0, 0.0])}
+    assert paired_task_se(a, b, n_boot=40_000) == pytest.approx(np.sqrt(0.125), abs=0.005)
+    # Two such tasks: the score is their mean, so the variance halves.
+    a2, b2 = {"X": a["X"], "Y": a["X"]}, {"X": b["X"], "Y": b["X"]}
+    assert paired_task_se(a2, b2, n_boot=40_000) == pytest.approx(np.sqrt(0.125 / 2), abs=0.005)
+
+
+def test_paired_se_refuses_mismatched_scores():
+    with pytest.raises(ValueError, match="^a, b: "):
+        paired_task_se({"X": np.ones(2)}, {"Y": np.ones(2)})
+    with pytest.raises(ValueError, match="^a, b: "):
+        paired_task_se({"X": np.ones(2)}, {"X": np.ones(3)})
+    with pytest.raises(ValueError, match="^n_boot: "):
+        paired_task_se({"X": np.ones(2)}, {"X": np.ones(2)}, n_boot=1)
+
+
+def test_a_clear_winner_is_chosen_by_score():
+    heads = {"X": np.array([0.50, 0.52, 0.51]), "Y": np.array([0.60, 0.61])}
+    ssn = {"X": np.array([0.70, 0.72, 0.71]), "Y": np.array([0.80, 0.81])}
+    d = choose_family({"heads": heads, "ssn": ssn}, {"heads": 0.3, "ssn": 0.0})
+    assert (d.chosen, d.reason) == ("ssn", "score")
+    assert d.scores["heads"] == pytest.approx((0.51 + 0.605) / 2)  # the mean of the task means
+    assert d.per_task["ssn"] == pytest.approx({"X": 0.71, "Y": 0.805})
+
+
+def test_within_one_standard_error_the_useful_diversity_decides_then_heads():
+    heads = {"X": np.array([0.2, 0.9, 0.4, 0.7])}
+    ssn = {"X": np.array([0.9, 0.2, 0.41, 0.7])}  # +0.0025 on average, differences of +-0.7
+    d = choose_family({"heads": heads, "ssn": ssn}, {"heads": 0.01, "ssn": 0.05})
+    assert d.se > abs(d.scores["ssn"] - d.scores["heads"])
+    assert (d.chosen, d.reason) == ("ssn", "diversity")
+    tie = choose_family({"ssn": ssn, "heads": heads}, {"heads": 0.05, "ssn": 0.05})
+    assert (tie.chosen, tie.reason) == ("heads", "preference")
+
+
+def test_choose_family_needs_two_families_with_diversity():
+    x = {"X": np.ones(2)}
+    with pytest.raises(ValueError, match="^per_image, diversity: "):
+        choose_family({"heads": x}, {"heads": 0.0})
+    with pytest.raises(ValueError, match="^per_image, diversity: "):
+        choose_family({"heads": x, "ssn": x}, {"heads": 0.0})
+
+
+def test_candidates_leave_each_training_task_out_once():
+    fold = ("ACDC", "BTCV", "HipXRay", "STARE")
+    got = candidates(fold, "complete")
+    assert [(c.family, c.left_out) for c in got] == [(f, t) for f in ("heads", "ssn") for t in fold]
+    for c in got:
+        assert c.left_out not in c.train_tasks and len(c.train_tasks) == 3
+        assert c.config == {"heads": "medical-heads-complete", "ssn": "medical-ssn-complete"}[c.family]
+    with pytest.raises(ValueError, match="^row: "):
+        candidates(fold, "both")
+    with pytest.raises(ValueError, match="^families: "):
+        candidates(fold, "partial", families=("heads", "vae"))
+    with pytest.raises(ValueError, match="^left_out: "):
+        candidates(fold, "partial", left_out=["WBC"])
+
+
+def test_a_quarter_budget_is_a_quarter_of_the_recipe():
+    c = candidates(("ACDC", "BTCV", "HipXRay", "STARE"), "partial", left_out=["BTCV"])[0]
+    args = train_command(c, Path("x.pt"), 0.25, "data", "auto", 2)
+    value = lambda flag: args[args.index(flag) + 1]  # noqa: E731
+    assert value("--steps") == str(FULL_RECIPE["steps"] // 4)
+    assert value("--n-pairs") == str(FULL_RECIPE["n_pairs"] // 4)
+    assert value("--train-tasks") == "ACDC,HipXRay,STARE" and value("--config") == "medical-heads"
+    assert "--interaction-loop" in args and value("--eval-images") == "0"
+
+
+def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
+    assert main(["--fold", "C", "--row", "partial", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().startswith("probseg-select: error: fold: ")
+    assert main(["--fold", "A", "--row", "partial", "--out", str(tmp_path), "--medscribble", str(tmp_path / "no")]) == 2
+    assert "medscribble: MedScribble folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
+def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path):
+    kw = dict(fraction=0.001, left_out=["HipXRay"], medscribble=str(MEDSCRIBBLE), device="cpu", threads=1,
+              workers=0, n_sessions=2, progress=False)
+    decision = run_selection("A", "complete", tmp_path, **kw)
+    record = json.loads((tmp_path / "selection.json").read_text())
+    assert record["complete_run"] is False  # one task left out of four: reported as a partial run
+    assert decision.chosen in ("heads", "ssn") and record["decision"]["chosen"] == decision.chosen
+    assert [(c["family"], c["left_out"], c["sessions"]) for c in record["candidates"]] == \
+        [("heads", "HipXRay", 4), ("ssn", "HipXRay", 4)]  # 2 sessions from each of the two starts
+    for c in record["candidates"]:
+        assert c["command"].startswith(f"probseg-train --config {c['config']} --dataset medical --interaction-loop")
+        assert "--train-tasks ACDC,BTCV,STARE" in c["command"]
+        assert 0.0 <= c["dice_at_clicks_5"] <= 1.0 and 0.0 <= c["diversity_gain"] <= 1.0
+    assert "A partial run" in (tmp_path / "selection.md").read_text()
+    ckpt = tmp_path / "checkpoints" / "heads-complete-without-HipXRay.pt"
+    before = ckpt.stat().st_mtime_ns
+    again = run_selection("A", "complete", tmp_path, **kw)
+    assert ckpt.stat().st_mtime_ns == before  # trained by the same command: kept
+    assert again == decision
