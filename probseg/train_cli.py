@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .cli import ArgumentParser, cli_entry
 from .configs import CONFIGS
+from .data.augment import AugmentSpec
 from .train_settings import DATASETS, LoopSpec, TrainSettings
 
 __all__ = ["main"]
@@ -55,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         help="fraction of training pairs from real images (--dataset medical); the rest are synthetic",
     )
     p.add_argument(
+        "--pseudo-fraction", type=float, default=AugmentSpec().pseudo_fraction,
+        help="fraction of the real images (--dataset medical) whose target is a pseudo-task's instead, a region "
+        "of the image's own superpixels",
+    )
+    p.add_argument(
         "--interaction-loop", action="store_true",
         help="train in the interaction loop: each batch simulates a short session (start, corrections at the "
         "model's own errors) before the step trained on; needed by the multi-head and SSN configurations",
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         medscribble=args.medscribble,
         train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
         real_fraction=args.real_fraction,
+        augment_spec={"pseudo_fraction": args.pseudo_fraction} if args.pseudo_fraction else {},
         interaction_loop=args.interaction_loop,
         loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .configs import CONFIGS
+from .data.augment import AugmentSpec
 from .data.disks import N_TRAIN
 from .data.medscribble import DEFAULT_MEDSCRIBBLE, DEFAULT_TRAIN_TASKS, medscribble_tasks
 from .data.partials import PairSpec
@@ -130,6 +131,9 @@ class TrainSettings:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.dataset == "medical":
             self._validate_medical()
+        elif self.augment_spec or self.synth_spec:
+            name = "augment_spec" if self.augment_spec else "synth_spec"
+            raise ValueError(f"{name}: only --dataset medical has real or synthetic medical images to apply it to")
         if CONFIGS[self.config].scored and not self.interaction_loop:
             raise ValueError(
                 f"config: {self.config!r} gives several scored candidates (heads or SSN samples), which train in "
@@ -151,7 +155,7 @@ class TrainSettings:
         tasks = list(self.train_tasks)
         if not tasks or any(not isinstance(t, str) or not t for t in tasks) or len(set(tasks)) != len(tasks):
             raise ValueError(f"train_tasks: expected distinct non-empty task names, got {tasks}")
-        from .data.medical import AugmentSpec, heldout_tasks  # torch: only once the settings are checked
+        from .data.medical import heldout_tasks  # torch: only once the settings are checked
 
         for name, cls in (("synth_spec", SynthSpec), ("augment_spec", AugmentSpec), ("pair_spec", PairSpec)):
             try:

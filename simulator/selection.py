@@ -48,8 +48,9 @@ FAMILIES: dict[str, dict[str, str]] = {
 ROWS = ("partial", "complete")
 # The order of preference when everything else ties: heads are the cheaper to sample.
 PREFERENCE = ("heads", "ssn")
-# The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16.
-FULL_RECIPE = {"steps": 2000, "batch_size": 16, "n_pairs": 8000}
+# The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16, and
+# half of the real images' targets replaced by pseudo-tasks' (superpixel regions), as ScribblePrompt trains.
+FULL_RECIPE = {"steps": 2000, "batch_size": 16, "n_pairs": 8000, "pseudo_fraction": 0.5}
 STARTS = ("clicks", "human")
 ENDPOINT = "dice_at_clicks_5"
 N_BOOT = 1000
@@ -173,6 +174,7 @@ def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, de
     return [
         "--config", c.config, "--dataset", "medical", "--interaction-loop", "--steps", str(steps),
         "--batch-size", str(FULL_RECIPE["batch_size"]), "--n-pairs", str(n_pairs), "--seed", str(seed),
+        "--pseudo-fraction", str(FULL_RECIPE["pseudo_fraction"]),
         "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
         "--device", device, "--threads", str(threads), "--no-progress", "--out", str(out),
     ]

@@ -181,6 +181,8 @@ def test_reproduce_help_console_script():
         (["--dataset", "mnist"], "dataset"),
         (["--free-bits", "-1"], "free_bits"),
         (["--device", "tpu"], "device"),
+        (["--pseudo-fraction", "0.5"], "augment_spec"),  # disks have no real images to make pseudo-tasks of
+        (["--config", "medical", "--dataset", "medical", "--pseudo-fraction", "1.5"], "pseudo_fraction"),
     ],
 )
 def test_train_bad_arguments(argv, needle, tmp_path, capsys):

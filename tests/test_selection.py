@@ -97,6 +97,7 @@ def test_a_quarter_budget_is_a_quarter_of_the_recipe():
     assert value("--n-pairs") == str(FULL_RECIPE["n_pairs"] // 4)
     assert value("--train-tasks") == "ACDC,HipXRay,STARE" and value("--config") == "medical-heads"
     assert "--interaction-loop" in args and value("--eval-images") == "0"
+    assert value("--pseudo-fraction") == str(FULL_RECIPE["pseudo_fraction"])
 
 
 def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
