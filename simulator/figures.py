@@ -482,9 +482,8 @@ def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list
     torch.set_num_threads(1)  # as the runner's workers: these tiny networks are slower with more threads
     try:
         steps = run_session(
-            case.image, case.target, method, settings.make_policy(), config=cfg,
-            human_scribbles=case.human_scribbles if cfg.start == "human" else None,
-            rng=session_rng(settings.seed, index), trace=trace,
+            case.image, case.target, method, settings.make_policy(), cfg, session_rng(settings.seed, index),
+            human_scribbles=case.human_scribbles if cfg.start == "human" else None, trace=trace,
         )
     finally:
         torch.set_num_threads(threads)

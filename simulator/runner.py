@@ -230,9 +230,8 @@ def _run_sessions(
     if batch_size == 1:
         for index, case in cases.items():
             t0 = time.perf_counter()
-            steps = run_session(case.image, case.target, method, ctx.policy, config=cfg,
-                                human_scribbles=case.human_scribbles if human else None,
-                                rng=session_rng(rs.seed, index))
+            steps = run_session(case.image, case.target, method, ctx.policy, cfg, session_rng(rs.seed, index),
+                                human_scribbles=case.human_scribbles if human else None)
             results[index] = (steps, time.perf_counter() - t0)
     else:
         todo = (LockstepCase(index, case.image, case.target, session_rng(rs.seed, index),

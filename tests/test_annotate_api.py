@@ -18,6 +18,7 @@ from simulator.annotate.service import StudyService, encode_labels
 from simulator.annotate.store import Store
 from simulator.annotate.study import latin_square_row, load_user_study, parse_user_study
 from simulator.datasets import make_dataset, session_rng
+from simulator.policies import make_policy
 from simulator.session import run_session
 
 # The study of these tests and of the browser tests: 2 cases, 1 practice case, 4 proposals at most.
@@ -53,8 +54,8 @@ def robot_actions(service: StudyService, participant: int, task_index: int) -> t
     settings = study.run_settings(task.arm)
     case = make_dataset(settings.dataset, settings.n_sessions).case(task.case, study.seed)
     trace: list[dict[str, Any]] = []
-    steps = run_session(case.image, case.target, service.method(task.arm), "best-of-k",
-                        config=settings.session_config(), rng=session_rng(study.seed, task.case), trace=trace)
+    steps = run_session(case.image, case.target, service.method(task.arm), make_policy("best-of-k"),
+                        settings.session_config(), session_rng(study.seed, task.case), trace=trace)
     shadow = service.new_session(participant, task)  # to find the chosen candidate on this participant's screen
     actions: list[dict[str, Any]] = []
     for step, t in zip(steps, trace):
@@ -167,8 +168,8 @@ def test_robot_following_participant_matches_every_step_record(tmp_path: Path, m
             session.apply(a)
         settings = study.run_settings(task.arm)
         case = make_dataset(settings.dataset, settings.n_sessions).case(task.case, study.seed)
-        robot = run_session(case.image, case.target, service.method(task.arm), "best-of-k",
-                            config=settings.session_config(), rng=session_rng(study.seed, task.case))
+        robot = run_session(case.image, case.target, service.method(task.arm), make_policy("best-of-k"),
+                            settings.session_config(), session_rng(study.seed, task.case))
         # ``chosen`` may name another of several identical candidates (the participant picks by what they see)
         drop = ("model_seconds", "total_seconds", "click_reason", "candidate_scores", "chosen")
         assert [{k_: v for k_, v in s.items() if k_ not in drop} for s in session.steps] == \

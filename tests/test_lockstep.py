@@ -140,7 +140,7 @@ def test_a_session_is_the_same_alone_and_in_any_batch():
     ds = make_dataset("disks", 12)
     cases = [ds.case(i, 0) for i in range(12)]
     with torch.inference_mode():
-        alone = [run_session(c.image, c.target, method, policy, config=cfg, rng=session_rng(0, c.index)) for c in cases]
+        alone = [run_session(c.image, c.target, method, policy, cfg, session_rng(0, c.index)) for c in cases]
         for batch_size, order in ((5, range(12)), (12, reversed(range(12))), (3, [4, 0, 9, 2, 11, 7])):
             todo = (LockstepCase(i, cases[i].image, cases[i].target, session_rng(0, i)) for i in order)
             for key, steps, _ in run_lockstep(todo, method, policy, cfg, batch_size):

@@ -16,6 +16,7 @@ import pytest
 from probseg.data.partials import brush_disk
 from simulator.corrections import Click, apply_click, click_start, deepest_point, resolve_brush_radius
 from simulator.datasets import make_dataset, session_rng
+from simulator.methods import make_method
 from simulator.metrics import dice, session_metrics
 from simulator.policies import BestOfK, NoisyBestOfK, make_policy, state_score
 from simulator.runner import RunSettings, run
@@ -58,8 +59,9 @@ class Scripted:
 
 
 def _session(method: object, policy: str = "first", **kw: object) -> list[dict]:
+    """A session on the test image; ``kw`` are :class:`SessionConfig` fields."""
     kw.setdefault("max_iters", 4)
-    return run_session(IMAGE, GT, method, policy, rng=np.random.default_rng(0), **kw)
+    return run_session(IMAGE, GT, method, make_policy(policy), SessionConfig(**kw), np.random.default_rng(0))
 
 
 # --- the fallback clicks what a person would hand in ------------------------------------------------------
@@ -195,13 +197,15 @@ def test_bad_stop_and_fallback_settings_raise_naming_them(kw: dict, match: str) 
         SessionConfig(**kw)
 
 
-def test_config_object_and_keywords_are_not_mixed() -> None:
-    with pytest.raises(ValueError, match="^config: "):
-        run_session(IMAGE, GT, Null("partial"), "first", config=SessionConfig(), max_iters=3,
-                    rng=np.random.default_rng(0))
-    a = run_session(IMAGE, GT, Null("partial"), "first", config=SessionConfig(max_iters=5), rng=np.random.default_rng(0))
-    b = run_session(IMAGE, GT, Null("partial"), "first", max_iters=5, rng=np.random.default_rng(0))
-    assert [s["clicks"] for s in a] == [s["clicks"] for s in b]
+def test_the_protocol_is_given_as_one_config_object() -> None:
+    with pytest.raises(ValueError, match="^config: expected a SessionConfig, got NoneType"):
+        run_session(IMAGE, GT, Null("partial"), make_policy("first"), None, np.random.default_rng(0))
+    with pytest.raises(TypeError):  # the protocol's fields are no keyword arguments of a session
+        run_session(IMAGE, GT, Null("partial"), make_policy("first"), SessionConfig(), np.random.default_rng(0),
+                    max_iters=5)
+    steps = run_session(IMAGE, GT, Null("partial"), make_policy("first"), SessionConfig(max_iters=5, early_stop=False),
+                        np.random.default_rng(0))
+    assert len(steps) == 5
 
 
 def test_metrics_carry_the_final_value_forward() -> None:
@@ -233,8 +237,8 @@ def _brush_only_clicks(target: np.ndarray, radius: int, goal: float) -> int:
 
 
 def _null_session_clicks(image: np.ndarray, target: np.ndarray, kind: str, goal: float = 0.9) -> tuple[int, float]:
-    steps = run_session(image, target, Null(kind), "best-of-k", max_iters=400, stop_at=goal,
-                        rng=np.random.default_rng(0))
+    steps = run_session(image, target, Null(kind), make_policy("best-of-k"), SessionConfig(max_iters=400, stop_at=goal),
+                        np.random.default_rng(0))
     clicks = sum(len(s["clicks"]) for s in steps)
     return clicks, steps[-1]["dice"]
 
@@ -345,8 +349,9 @@ def test_a_run_made_under_the_old_protocol_is_not_resumed(tmp_path: Path) -> Non
 
 def test_session_rng_streams_are_unchanged_by_the_stop_rule() -> None:
     case = make_dataset("disks", 3).case(1, 0)
-    early = run_session(case.image, case.target, "probseg", "best-of-k", rng=session_rng(0, 1))
-    full = run_session(case.image, case.target, "probseg", "best-of-k", early_stop=False, rng=session_rng(0, 1))
+    method, policy = make_method("probseg"), make_policy("best-of-k")
+    early = run_session(case.image, case.target, method, policy, SessionConfig(), session_rng(0, 1))
+    full = run_session(case.image, case.target, method, policy, SessionConfig(early_stop=False), session_rng(0, 1))
     n = len(early)
     assert [s["dice"] for s in early] == [s["dice"] for s in full[:n]]
 

@@ -70,7 +70,7 @@ MEDSCRIBBLE = Path(__file__).resolve().parents[3] / "shared" / "medscribble"
 _PHASES = {
     "policy": (),  # the policy object's choose, wrapped below
     "correction": ("next_click", "apply_click", "error_regions"),
-    "logging": ("dice", "iou", "hd95", "_candidate_dice", "_diversity", "stop_reason", "_check_proposals"),
+    "logging": ("dice", "iou", "hd95", "_candidate_dice", "_diversity", "stop_reason"),
 }
 
 
