@@ -475,8 +475,8 @@ def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list
 
     settings = RunSettings.from_dict(arm.settings)
     method = settings.make_method()
-    case = make_dataset(settings.dataset, settings.n_sessions, start=settings.start).case(index, settings.seed)
-    cfg = settings.session_config()
+    cfg = settings.session
+    case = make_dataset(settings.dataset, settings.n_sessions, start=cfg.start).case(index, settings.seed)
     trace: list[dict[str, Any]] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the runner's workers: these tiny networks are slower with more threads

@@ -56,6 +56,7 @@ from .corrections import (
 from .methods import CheckedMethod, Method, checked
 from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy
+from .setting import setting
 
 __all__ = [
     "FALLBACKS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
@@ -101,19 +102,30 @@ def _is_int(x: Any) -> bool:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """A session's protocol settings (see :func:`run_session`); validated on construction."""
+    """A session's protocol settings (see :func:`run_session`), each with its help text (the options
+    of ``probseg-simulate`` and the keys of a study file are made from these fields); validated on
+    construction."""
 
-    k: int = 8
-    start: str = "clicks"
-    max_iters: int = 20
-    corrections_per_iter: int = 1
-    correction_rule: str = "ritm"
-    brush_radius: int | None = None
-    pending_as_errors: bool = False
-    allow_reject: bool = True
-    fallback: str = "hand-in"
-    early_stop: bool = True
-    stop_at: float | None = None
+    k: int = setting(8, "candidates per iteration (single-proposal methods use 1)", group="arm")
+    start: str = setting(
+        "clicks", "the annotator's first input, one of: {choices}. clicks: a positive click at the target's deepest "
+        "point and a negative one at the background's; scribbles: one simulated stroke in each; human: the "
+        "dataset's own scribbles. NoC counts 1 per click and per stroke", choices=START_KINDS)
+    max_iters: int = setting(20, "iterations (propose, pick, correct) a session runs at most")
+    corrections_per_iter: int = setting(1, "correction clicks the robot makes after each pick, at most")
+    correction_rule: str = setting(
+        "ritm", "how the robot picks its correction clicks, one of: {choices} (see probseg.interaction.next_click)",
+        choices=CORRECTION_RULES)
+    brush_radius: int | None = setting(None, "click brush radius in px (default: max(1, round(H/64)))")
+    pending_as_errors: bool = setting(False, "count pending target pixels as errors every iteration (an ablation)")
+    allow_reject: bool = setting(True, "oracle policies may keep the current segmentation when no candidate beats "
+                                       "it (non-oracle policies never reject)")
+    fallback: str = setting(
+        "hand-in", "after a stall or rejection, one of: {choices}. hand-in clicks the errors of the segmentation a "
+        "person would hand in (undecided = background); v0.1 also clicks undecided background", choices=FALLBACKS)
+    early_stop: bool = setting(True, "end a session once its segmentation has no error (--no-early-stop: always "
+                                     "run --max-iters, as v0.1 did)")
+    stop_at: float | None = setting(None, "end a session once its Dice reaches DICE instead of 1", metavar="DICE")
 
     def __post_init__(self) -> None:
         if not _is_int(self.k) or self.k < 1:

@@ -232,7 +232,8 @@ def test_a_method_that_breaks_the_contract_is_refused_naming_it_and_the_rule(
     assert make_method("brokenmethods:make").propose(image, mask, seg, 1, np.random.default_rng(0))[0].shape == (1, 32, 32)
     # Through a run: the same line, before any table is written.
     with pytest.raises(ValueError, match=re.escape(RULES[fault])):
-        run(RunSettings(method=f"brokenmethods:{fault}", policy="first", k=1, n_sessions=1, max_iters=2),
+        run(RunSettings(method=f"brokenmethods:{fault}", policy="first", n_sessions=1,
+                        session=SessionConfig(k=1, max_iters=2)),
             out=tmp_path / "run", workers=0, progress=False)
     assert not (tmp_path / "run" / "sessions.parquet").exists()
 

@@ -287,7 +287,7 @@ def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) ->
 
     arm = Arm(label="a", run_dir=Path("."), config={"settings": settings.to_dict()}, sessions=None, steps=None)  # type: ignore[arg-type]
     steps, trace, case = replay_session(arm, index)
-    radius = resolve_brush_radius(settings.brush_radius, case.target.shape)
+    radius = resolve_brush_radius(settings.session.brush_radius, case.target.shape)
     for t in trace:
         mask, seg = t["mask"], t["seg"]
         for r, c, positive in t["clicks"]:
@@ -302,8 +302,8 @@ def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) ->
 def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
     multi = method in ("probseg", "probseg-complete", "unet-tta")
     for index in range(4):
-        settings = RunSettings(method=method, policy="best-of-k" if multi else "first", k=8 if multi else 1,
-                               n_sessions=4, max_iters=20)
+        settings = RunSettings(method=method, policy="best-of-k" if multi else "first", n_sessions=4,
+                               session=SessionConfig(k=8 if multi else 1, max_iters=20))
         steps = _check_every_click_changes_the_hand_in(settings, index)
         assert steps[-1]["stop"] in STOP_REASONS
 
@@ -312,8 +312,9 @@ def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_click_changes_the_hand_in_on_medscribble(method: str) -> None:
     multi = method in ("probseg", "probseg-complete", "unet-tta")
-    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method=method, start="human",
-                           policy="best-of-k" if multi else "first", k=4 if multi else 1, max_iters=4)
+    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method=method,
+                           policy="best-of-k" if multi else "first",
+                           session=SessionConfig(start="human", k=4 if multi else 1, max_iters=4))
     _check_every_click_changes_the_hand_in(settings, 1)
 
 
@@ -321,15 +322,15 @@ def test_every_click_changes_the_hand_in_on_medscribble(method: str) -> None:
 
 
 def test_a_run_reports_steps_per_session_and_early_stops(tmp_path: Path) -> None:
-    settings = RunSettings(n_sessions=12, max_iters=20)
+    settings = RunSettings(n_sessions=12, session=SessionConfig(max_iters=20))
     _, sessions, summary = run(settings, out=tmp_path / "r", workers=0, progress=False)
     assert summary["n_stopped_early"] == int(sessions["stopped_early"].sum()) > 0
     assert summary["steps_per_session"] == pytest.approx(sessions["iterations"].mean())
     assert summary["steps_per_session"] < 20
     assert set(sessions["stop"]) <= set(STOP_REASONS)
     # The v0.1 protocol as named variants: no early stop runs every iteration.
-    _, old, old_summary = run(RunSettings(n_sessions=12, max_iters=20, early_stop=False, fallback="v0.1",
-                                          acceptance="pixel-score"),
+    _, old, old_summary = run(RunSettings(n_sessions=12, acceptance="pixel-score",
+                                          session=SessionConfig(max_iters=20, early_stop=False, fallback="v0.1")),
                               out=tmp_path / "old", workers=0, progress=False)
     assert old_summary["n_stopped_early"] == 0 and (old["iterations"] == 20).all()
 
@@ -338,13 +339,13 @@ def test_a_run_made_under_the_old_protocol_is_not_resumed(tmp_path: Path) -> Non
     import json
 
     out = tmp_path / "r"
-    run(RunSettings(n_sessions=2, max_iters=3), out=out, workers=0, progress=False)
+    run(RunSettings(n_sessions=2, session=SessionConfig(max_iters=3)), out=out, workers=0, progress=False)
     cfg = json.loads((out / "config.json").read_text())
     for key in ("fallback", "early_stop", "stop_at", "acceptance"):
         cfg["settings"].pop(key)  # what a run written before protocol 0.2 recorded
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="^out: .*v0.1 session rules"):
-        run(RunSettings(n_sessions=2, max_iters=3), out=out, workers=0, progress=False)
+        run(RunSettings(n_sessions=2, session=SessionConfig(max_iters=3)), out=out, workers=0, progress=False)
 
 
 def test_session_rng_streams_are_unchanged_by_the_stop_rule() -> None:
@@ -397,14 +398,15 @@ def test_small_nifti_structures_partial_best_of_8_reaches_the_unet(tmp_path: Pat
     dataset = f"nifti:{_small_structures_volume(tmp_path / 'vol')}"
     final = {}
     for method, policy, k in (("probseg", "best-of-k", 8), ("unet-complete", "first", 1)):
-        _, sessions, _ = run(RunSettings(dataset=dataset, method=method, policy=policy, k=k, max_iters=20),
+        _, sessions, _ = run(RunSettings(dataset=dataset, method=method, policy=policy,
+                                         session=SessionConfig(k=k, max_iters=20)),
                              out=tmp_path / method, workers=0, progress=False)
         assert len(sessions) == 6
         final[method] = float(sessions["final_dice"].mean())
     assert final["probseg"] >= final["unet-complete"] - 0.05, final
     # Under the v0.1 rules the partial model's fallback clicked undecided background and never got there.
-    _, old, _ = run(RunSettings(dataset=dataset, method="probseg", policy="best-of-k", k=8, max_iters=20,
-                                fallback="v0.1", acceptance="pixel-score", early_stop=False),
+    _, old, _ = run(RunSettings(dataset=dataset, method="probseg", policy="best-of-k", acceptance="pixel-score",
+                                session=SessionConfig(k=8, max_iters=20, fallback="v0.1", early_stop=False)),
                     out=tmp_path / "v0.1", workers=0, progress=False)
     assert float(old["final_dice"].mean()) < final["unet-complete"] - 0.05
 
