@@ -71,7 +71,8 @@ def run_lockstep(
 
     Args:
         cases: the sessions, started in this order (read lazily, one as a slot frees).
-        method, policy, cfg: the arm, shared by every session.
+        method, policy, cfg: the arm, shared by every session; ``method`` is wrapped once in a
+            :class:`~simulator.methods.CheckedMethod` (unless it is one), which checks every answer.
         batch_size: most sessions whose proposals are computed together (>= 1).
     Yields:
         ``(key, steps, seconds)`` per session as it ends (not in input order): its step records, as

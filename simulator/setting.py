@@ -63,6 +63,8 @@ class Setting:
         choices: the allowed values, or None.
         group: ``arm``, ``protocol``, ``effort`` or ``execution``.
         metavar: the value's name in ``--help``, or None.
+        raw_help: the help as declared; :attr:`help` fills in the values it lists.
+        names: names the help lists without restricting the value (see :func:`setting`), or None.
     """
 
     name: str
