@@ -10,8 +10,9 @@ Quick start::
 
 or one session::
 
-    from simulator import run_session, make_method
-    steps = run_session(image, target, make_method("probseg"), "best-of-k", k=8, rng=np.random.default_rng(0))
+    from simulator import SessionConfig, make_method, make_policy, run_session
+    steps = run_session(image, target, make_method("probseg"), make_policy("best-of-k"), SessionConfig(k=8),
+                        np.random.default_rng(0))
 """
 
 from __future__ import annotations

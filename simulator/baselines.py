@@ -37,7 +37,8 @@ from probseg.data.disks import TRAIN_SEED
 
 from .methods import RW_MODES, RandomWalkerMethod
 from .metrics import carried_dice
-from .session import run_session
+from .policies import make_policy
+from .session import SessionConfig, run_session
 
 __all__ = [
     "MEDSCRIBBLE_FOLDS", "TUNED_PATH", "WalkerTuning", "main", "one_se_choice", "pick_solver", "pool_entries",
@@ -208,13 +209,14 @@ def tune_random_walker_beta(
         raise ValueError(f"groups: need one image index per session ({n}), got shape {group.shape}")
     ordered = sorted({float(b) for b in betas})
     n_iters = n_corrections + 1
+    config = SessionConfig(k=1, start=start, max_iters=n_iters, brush_radius=brush_radius)
+    first = make_policy("first")
     per_session = np.empty((len(ordered), n))
     for j, beta in enumerate(ordered):
         method = RandomWalkerMethod(beta=beta, partial=partial, mode=mode)
         for i in range(n):
             steps = run_session(
-                images[i], targets[i], method, "first", k=1, start=start, max_iters=n_iters,
-                brush_radius=brush_radius, rng=np.random.default_rng([seed, i]),
+                images[i], targets[i], method, first, config, np.random.default_rng([seed, i]),
                 human_scribbles=None if human_scribbles is None else human_scribbles[i],
             )
             per_session[j, i] = session_score(steps, n_iters)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 from probseg.cli import ArgumentParser, cli_entry
 
-from .corrections import CORRECTION_RULES, START_KINDS
-from .datasets import DATASETS
-from .methods import METHODS
-from .policies import ACCEPTANCE_RULES, POLICIES
 from .runner import DEFAULT_BATCH_SIZE, RunSettings, run, summary_json
-from .session import FALLBACKS
+from .setting import Setting, settings_of
 
 __all__ = ["main"]
 
@@ -34,8 +32,23 @@ def _format_summary(summary: dict, name: str) -> str:
     return "\n".join(lines + [metric_legend(_SUMMARY_ROWS)])
 
 
+# The option groups of --help, in order: a study file's tables group its keys the same way.
+_GROUPS = {"arm": "arm", "protocol": "protocol", "effort": "effort model (seconds)", "execution": "execution"}
+
+
+def add_setting_options(groups: dict[str, Any], settings: Iterable[Setting]) -> None:
+    """One option per setting, in its group: ``--kebab-name``, its type, default and help; a flag for a
+    bool (``--name`` when off by default, ``--name/--no-name`` when on)."""
+    for s in settings:
+        flag = "--" + s.name.replace("_", "-")
+        if s.type is bool:
+            action = argparse.BooleanOptionalAction if s.default else "store_true"
+            groups[s.group].add_argument(flag, action=action, default=s.default, help=s.help)
+        else:
+            groups[s.group].add_argument(flag, type=s.type, default=s.default, metavar=s.metavar, help=s.help)
+
+
 def _parser() -> argparse.ArgumentParser:
-    d = RunSettings()
     p = ArgumentParser(
         prog="probseg-simulate",
         description=(
@@ -44,55 +57,13 @@ def _parser() -> argparse.ArgumentParser:
             "config.json."
         ),
     )
-    g = p.add_argument_group("arm")
-    g.add_argument(
-        "--dataset", default=d.dataset,
-        help=f"session data: {', '.join(DATASETS)}. medscribble: a MedScribble folder, ?tasks=ACDC,WBC keeps "
-             "those tasks; nifti: a CSV manifest (image,label,label_values,axis,slices); folder: images/ and "
-             "masks/ (PNG or NPY), optional scribbles/NAME_ANNOTATOR.npy. With --start human, one session per "
-             "image and annotator",
-    )
-    g.add_argument("--n-sessions", type=int, default=None, help="sessions (default: the dataset's, 1000 for disks)")
-    g.add_argument("--method", default=d.method, help=f"one of: {', '.join(METHODS)}; or module.path:factory, any "
-                        "object with the Method protocol (simulator.methods.Method)")
-    g.add_argument("--checkpoint", default=None, help="override the method's checkpoint (a name or a .pt path)")
-    g.add_argument("--policy", default=d.policy, help=f"one of: {', '.join(POLICIES)}; or module.path:factory")
-    g.add_argument("--k", type=int, default=d.k, help="candidates per iteration (single-proposal methods use 1)")
-    g.add_argument("--seed", type=int, default=d.seed, help="every random draw derives from (seed, session)")
-    g.add_argument("--epsilon", type=float, default=d.epsilon, help="noisy-best-of-k: probability of a random pick")
-    g.add_argument("--error-weight", type=float, default=d.error_weight, help="best-of-k: score = correct - w * wrong")
-    g.add_argument("--rw-beta", type=float, default=None, help="random walker beta (default: the value tuned on training data)")
-    g = p.add_argument_group("protocol")
-    g.add_argument("--start", default=d.start, help=f"one of: {', '.join(START_KINDS)}")
-    g.add_argument("--max-iters", type=int, default=d.max_iters,
-                   help="iterations (propose, pick, correct) a session runs at most")
-    g.add_argument("--corrections-per-iter", type=int, default=d.corrections_per_iter,
-                   help="correction clicks the robot makes after each pick")
-    g.add_argument("--correction-rule", default=d.correction_rule, help=f"one of: {', '.join(CORRECTION_RULES)}")
-    g.add_argument("--brush-radius", type=int, default=None, help="click brush radius in px (default: max(1, round(H/64)))")
-    g.add_argument("--pending-as-errors", action="store_true", help="count pending target pixels as errors every iteration")
-    g.add_argument("--allow-reject", action=argparse.BooleanOptionalAction, default=d.allow_reject,
-                   help="oracle policies may keep the current segmentation when no candidate beats it")
-    g.add_argument("--acceptance", default=d.acceptance,
-                   help=f"oracle policies: {' or '.join(ACCEPTANCE_RULES)}. no-worse-dice never accepts a candidate "
-                        "whose foreground has a lower Dice than the current one; pixel-score is v0.1's rule")
-    g.add_argument("--fallback", default=d.fallback,
-                   help=f"after a stall or rejection: {' or '.join(FALLBACKS)}. hand-in clicks the errors of the "
-                        "segmentation a person would hand in (undecided = background); v0.1 also clicks undecided background")
-    g.add_argument("--early-stop", action=argparse.BooleanOptionalAction, default=d.early_stop,
-                   help="end a session once its segmentation has no error (--no-early-stop: always run --max-iters)")
-    g.add_argument("--stop-at", type=float, default=None, metavar="DICE",
-                   help="end a session once its Dice reaches DICE instead of 1")
-    g = p.add_argument_group("effort model (seconds)")
-    g.add_argument("--c-click", type=float, default=d.c_click, help="per click: pointing + mental preparation (KLM)")
-    g.add_argument("--c-inspect", type=float, default=d.c_inspect, help="per iteration: inspecting the proposal")
-    g.add_argument("--b-choose", type=float, default=d.b_choose, help="Hick-Hyman slope per bit of choosing among K")
-    g.add_argument("--effort-model", default=None, metavar="FILE",
-                   help="an effort file (probseg-annotate fit-effort) whose constants replace the three above")
-    g = p.add_argument_group("execution")
+    groups = {key: p.add_argument_group(title) for key, title in _GROUPS.items()}
+    add_setting_options(groups, settings_of(RunSettings))
+    groups["effort"].add_argument("--effort-model", default=None, metavar="FILE",
+                                  help="an effort file (probseg-annotate fit-effort) whose constants replace the three above")
+    g = groups["execution"]
     g.add_argument("--workers", type=int, default=2, help="local Ray workers; 0 runs in-process without Ray")
     g.add_argument("--address", default=None, help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT")
-    g.add_argument("--chunk-size", type=int, default=d.chunk_size, help="sessions per task and per saved chunk")
     g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help="sessions whose proposals a worker computes in one batched pass (1: one at a time); "
                         "never changes the tables")
@@ -102,28 +73,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def settings_from_args(a: argparse.Namespace) -> RunSettings:
+    """The run settings of parsed options; an ``--effort-model`` file's constants replace the three given.
+
+    Raises:
+        ValueError: naming the setting a record refuses, or ``effort_model`` for a bad file.
+    """
+    settings = RunSettings.from_dict({s.name: getattr(a, s.name) for s in settings_of(RunSettings)})
+    if a.effort_model is not None:  # constants fitted to people's timings replace the assumed ones
+        from .annotate.effort_fit import load_effort_file
+
+        settings.effort = load_effort_file(a.effort_model)
+    return settings
+
+
 @cli_entry("probseg-simulate")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-simulate``."""
     a = _parser().parse_args(argv)
-    if a.effort_model is not None:  # constants fitted to people's timings replace the assumed ones
-        from .annotate.effort_fit import load_effort_file
-
-        fitted = load_effort_file(a.effort_model)
-        a.c_click, a.c_inspect, a.b_choose = fitted.c_click, fitted.c_inspect, fitted.b_choose
-    settings = RunSettings(
-        dataset=a.dataset, n_sessions=a.n_sessions, method=a.method, checkpoint=a.checkpoint, policy=a.policy,
-        k=a.k, seed=a.seed, start=a.start, max_iters=a.max_iters, corrections_per_iter=a.corrections_per_iter,
-        correction_rule=a.correction_rule, brush_radius=a.brush_radius, pending_as_errors=a.pending_as_errors,
-        allow_reject=a.allow_reject, fallback=a.fallback, early_stop=a.early_stop, stop_at=a.stop_at,
-        acceptance=a.acceptance, error_weight=a.error_weight, epsilon=a.epsilon, rw_beta=a.rw_beta,
-        c_click=a.c_click, c_inspect=a.c_inspect, b_choose=a.b_choose, chunk_size=a.chunk_size,
-    )
+    settings = settings_from_args(a)
     import pandas as pd  # not at the top: --help and a usage error stay fast
 
     _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress,
                         batch_size=a.batch_size)
-    print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.k}"))
+    print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.session.k}"))
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")
     rate = summary["sessions_per_second"]

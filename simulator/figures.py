@@ -475,16 +475,15 @@ def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list
 
     settings = RunSettings.from_dict(arm.settings)
     method = settings.make_method()
-    case = make_dataset(settings.dataset, settings.n_sessions, start=settings.start).case(index, settings.seed)
-    cfg = settings.session_config()
+    cfg = settings.session
+    case = make_dataset(settings.dataset, settings.n_sessions, start=cfg.start).case(index, settings.seed)
     trace: list[dict[str, Any]] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the runner's workers: these tiny networks are slower with more threads
     try:
         steps = run_session(
-            case.image, case.target, method, settings.make_policy(), config=cfg,
-            human_scribbles=case.human_scribbles if cfg.start == "human" else None,
-            rng=session_rng(settings.seed, index), trace=trace,
+            case.image, case.target, method, settings.make_policy(), cfg, session_rng(settings.seed, index),
+            human_scribbles=case.human_scribbles if cfg.start == "human" else None, trace=trace,
         )
     finally:
         torch.set_num_threads(threads)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .methods import Method
+from .methods import Method, checked
 from .policies import Policy
 from .session import ProposalRequest, SessionConfig, SessionSteps, start_session
 
@@ -45,13 +45,11 @@ class LockstepCase:
 def propose_many(method: Method, requests: list[ProposalRequest]) -> list[Proposals]:
     """Each request's ``method.propose`` result, batched when the method has ``propose_batch``.
 
-    The method gets copies of each session's state, as in :func:`~simulator.session.run_session`.
+    Through :class:`~simulator.methods.CheckedMethod` (``method`` is wrapped unless it is already),
+    so each answer is checked and the method gets copies of each session's state, as in
+    :func:`~simulator.session.run_session`.
     """
-    args = [(r.image, r.mask.copy(), r.seg.copy(), r.k, r.rng) for r in requests]
-    batch = getattr(method, "propose_batch", None)
-    if batch is None or len(args) == 1:
-        return [method.propose(*a) for a in args]
-    return batch(args)
+    return checked(method).propose_batch([(r.image, r.mask, r.seg, r.k, r.rng) for r in requests])
 
 
 @dataclass
@@ -73,7 +71,8 @@ def run_lockstep(
 
     Args:
         cases: the sessions, started in this order (read lazily, one as a slot frees).
-        method, policy, cfg: the arm, shared by every session.
+        method, policy, cfg: the arm, shared by every session; ``method`` is wrapped once in a
+            :class:`~simulator.methods.CheckedMethod` (unless it is one), which checks every answer.
         batch_size: most sessions whose proposals are computed together (>= 1).
     Yields:
         ``(key, steps, seconds)`` per session as it ends (not in input order): its step records, as
@@ -84,6 +83,7 @@ def run_lockstep(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+    method = checked(method)  # once for every session: each answer is checked as it comes back
     pending = iter(cases)
     live: list[_Live] = []
     exhausted = False

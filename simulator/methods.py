@@ -39,12 +39,15 @@ __all__ = [
     "RW_MODES",
     "RandomWalkerMethod",
     "TTAMethod",
+    "checked",
     "make_method",
     "walker_probabilities",
 ]
 
 Kind = Literal["partial", "complete"]
 Proposals = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+# One proposal request: the arguments of Method.propose, (image, mask, seg, k, rng).
+ProposeArgs = tuple[np.ndarray, np.ndarray, np.ndarray, int, np.random.Generator]
 
 
 class Method(Protocol):
@@ -155,9 +158,7 @@ class ProbSegMethod:
             masks, segs, scores = (np.repeat(a, k, axis=0) for a in (masks, segs, scores))
         return masks, segs, np.asarray(scores, dtype=np.float64)
 
-    def propose_batch(
-        self, requests: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.random.Generator]]
-    ) -> list[Proposals]:
+    def propose_batch(self, requests: Sequence[ProposeArgs]) -> list[Proposals]:
         """:meth:`propose` of many ``(image, mask, seg, k, rng)`` requests (one per session) in one
         batched forward pass per k; result i equals ``propose(*requests[i])`` bit for bit (see
         :meth:`probseg.ProbSeg.propose_batch`), each rng drawn from as :meth:`propose` draws from it."""
@@ -504,7 +505,16 @@ def make_method(name: str, checkpoint: str | os.PathLike | ProbSeg | None = None
     factory = METHODS.load(name)
     settings = dict(kw) if checkpoint is None else {"checkpoint": checkpoint, **kw}
     check_settings("method", name, factory, settings)
-    method = factory(**settings)
+    return checked(factory(**settings), name)
+
+
+def checked(method: Any, name: str | None = None) -> CheckedMethod:
+    """``method`` wrapped in :class:`CheckedMethod` (labelled ``name``, default its own name), or
+    ``method`` itself when it is one already: wrapping twice would check every answer twice.
+
+    Raises:
+        ValueError: naming ``method`` when it has no name or no ``propose``.
+    """
     return method if isinstance(method, CheckedMethod) else CheckedMethod(method, name)
 
 
@@ -522,8 +532,11 @@ class CheckedMethod:
       decided pixel changes its label), ``segs ⊆ masks`` (no undecided pixel is foreground);
     * a ``complete`` method decides every pixel (``masks`` all True).
 
-    Any other attribute is the wrapped method's (``model``, ``beta``, ...). ``scores`` come back as
-    float64 (k,).
+    ``propose_batch`` answers many requests at once (by the wrapped method's own ``propose_batch``
+    when it has one) and checks each answer by the same rules. The wrapped method gets copies of
+    ``mask`` and ``seg``: it can neither edit its caller's state nor pass a check by editing its
+    arguments. Any other attribute is the wrapped method's (``model``, ``beta``, ...). ``scores``
+    come back as float64 (k,).
     """
 
     def __init__(self, method: Any, name: str | None = None) -> None:
@@ -565,8 +578,26 @@ class CheckedMethod:
         self, image: np.ndarray, mask: np.ndarray, seg: np.ndarray, k: int, rng: np.random.Generator
     ) -> Proposals:
         """The wrapped method's proposals, after checking them (see the class docstring)."""
-        out = self.__dict__["method"].propose(image, mask, seg, k, rng)
+        out = self.__dict__["method"].propose(image, mask.copy(), seg.copy(), k, rng)
         return check_proposals(self.__dict__["label"], self.kind, out, k, mask, seg)
+
+    def propose_batch(self, requests: Sequence[ProposeArgs]) -> list[Proposals]:
+        """:meth:`propose` of each ``(image, mask, seg, k, rng)`` request, checked one by one.
+
+        A wrapped method with ``propose_batch`` answers two or more requests in one call (result i
+        must equal ``propose(*requests[i])``); otherwise each request is proposed alone.
+        """
+        inner = self.__dict__["method"]
+        batch = getattr(inner, "propose_batch", None)
+        if batch is None or len(requests) == 1:
+            return [self.propose(*r) for r in requests]
+        outs = batch([(image, mask.copy(), seg.copy(), k, rng) for image, mask, seg, k, rng in requests])
+        if not isinstance(outs, (list, tuple)) or len(outs) != len(requests):
+            self._broke(f"propose_batch must return one answer per request ({len(requests)}), "
+                        f"got {len(outs) if isinstance(outs, (list, tuple)) else type(outs).__name__}")
+        kind = self.kind
+        return [check_proposals(self.__dict__["label"], kind, out, k, mask, seg)
+                for (_, mask, seg, k, _), out in zip(requests, outs)]
 
     def __repr__(self) -> str:
         return f"CheckedMethod({self.__dict__['method']!r})"

@@ -19,6 +19,8 @@ from scipy import ndimage
 
 from probseg.metrics import dice  # one Dice for the model's metrics and the simulator's (re-exported)
 
+from .setting import setting
+
 __all__ = [
     "DICE_THRESHOLDS",
     "EffortCounts",
@@ -94,9 +96,9 @@ class EffortModel:
             ``b_choose * log2(K)``, zero for K = 1 (the Hick-Hyman intercept is in ``c_inspect``).
     """
 
-    c_click: float = 1.1 + 1.35
-    c_inspect: float = 1.35
-    b_choose: float = 0.15
+    c_click: float = setting(1.1 + 1.35, "per click: pointing + mental preparation (KLM)")
+    c_inspect: float = setting(1.35, "per iteration: inspecting the proposal")
+    b_choose: float = setting(0.15, "Hick-Hyman slope per bit of choosing among K")
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

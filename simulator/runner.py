@@ -17,7 +17,7 @@ import platform
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 
 from probseg.atomic import atomic_write
 
-from .datasets import SessionDataset, make_dataset, session_rng
+from .datasets import DATASETS, SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
 from .metrics import EffortModel, session_ends, session_metrics
 from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
 from .lockstep import LockstepCase, run_lockstep
 from .session import STEP_KEYS, SessionConfig, run_session
+from .setting import flatten, setting, unflatten
 
 __all__ = ["RunSettings", "run", "run_chunk", "summarize", "RESULTS_DIR"]
 
@@ -43,37 +44,38 @@ TIMING_COLUMNS = ("model_seconds", "total_seconds", "session_seconds")
 
 @dataclass
 class RunSettings:
-    """Everything that defines an arm's results (recorded in ``config.json``).
+    """Everything that defines an arm's results (recorded in ``config.json``), each field with its help
+    text: ``probseg-simulate``'s options and a study file's keys are made from these fields and those
+    of the records nested here (:mod:`simulator.setting`).
 
-    Execution settings (workers, Ray address, output folder, progress bar) are not part of it: they
-    never change the tables.
+    The protocol is ``session`` (a :class:`~simulator.session.SessionConfig`), the effort constants
+    ``effort`` (an :class:`~simulator.metrics.EffortModel`); :meth:`to_dict` writes all of it as one flat
+    dict (``k``, ``max_iters``, ``c_click``, ...), the form ``config.json`` and ``study.json`` hold, and
+    :meth:`from_dict` reads it back. Execution settings (workers, Ray address, output folder, progress
+    bar) are not part of it: they never change the tables.
     """
 
-    dataset: str = "disks"
-    n_sessions: int | None = None
-    method: str = "probseg"
-    checkpoint: str | None = None
-    policy: str = "best-of-k"
-    k: int = 8
-    seed: int = 0
-    start: str = "clicks"
-    max_iters: int = 20
-    corrections_per_iter: int = 1
-    correction_rule: str = "ritm"
-    brush_radius: int | None = None
-    pending_as_errors: bool = False
-    allow_reject: bool = True
-    fallback: str = "hand-in"
-    early_stop: bool = True
-    stop_at: float | None = None
-    acceptance: str = "no-worse-dice"
-    error_weight: float = 2.0
-    epsilon: float = 0.1
-    rw_beta: float | None = None
-    c_click: float = EffortModel().c_click
-    c_inspect: float = EffortModel().c_inspect
-    b_choose: float = EffortModel().b_choose
-    chunk_size: int = 20
+    dataset: str = setting(
+        "disks", "session data: {choices}. medscribble: a MedScribble folder, ?tasks=ACDC,WBC keeps those tasks; "
+        "nifti: a CSV manifest (image,label,label_values,axis,slices); folder: images/ and masks/ (PNG or NPY), "
+        "optional scribbles/NAME_ANNOTATOR.npy. With --start human, one session per image and annotator",
+        names=DATASETS)
+    n_sessions: int | None = setting(None, "sessions (default: the dataset's, 1000 for disks)")
+    method: str = setting("probseg", "one of: {choices}; or module.path:factory, any object with the Method "
+                                     "protocol (simulator.methods.Method)", names=METHODS)
+    checkpoint: str | None = setting(None, "override the method's checkpoint (a name or a .pt path)")
+    policy: str = setting("best-of-k", "one of: {choices}; or module.path:factory", names=POLICIES)
+    seed: int = setting(0, "every random draw derives from (seed, session)")
+    session: SessionConfig = field(default_factory=SessionConfig, metadata={"group": "protocol"})
+    acceptance: str = setting(
+        "no-worse-dice", "oracle policies, one of: {choices}. no-worse-dice never accepts a candidate whose "
+        "foreground has a lower Dice than the current one; pixel-score is v0.1's rule",
+        choices=ACCEPTANCE_RULES, group="protocol")
+    error_weight: float = setting(2.0, "best-of-k: score = correct - w * wrong")
+    epsilon: float = setting(0.1, "noisy-best-of-k: probability of a random pick")
+    rw_beta: float | None = setting(None, "random walker beta (default: the value tuned on training data)")
+    effort: EffortModel = field(default_factory=EffortModel, metadata={"group": "effort"})
+    chunk_size: int = setting(20, "sessions per task and per saved chunk", group="execution")
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the setting at fault."""
@@ -93,23 +95,15 @@ class RunSettings:
             raise ValueError(f"checkpoint: method {self.method!r} has no checkpoint")
         if self.rw_beta is not None and not self.method.startswith("random-walker"):
             raise ValueError(f"rw_beta: only the random-walker methods take it, not {self.method!r}")
-        self.session_config()  # validates k, start, max_iters, corrections, rule, brush radius
-        self.effort_model()
-        dataset = make_dataset(self.dataset, self.n_sessions, start=self.start)
-        if self.start == "human" and not dataset.has_human_scribbles:
+        # The records check their own fields on construction; here only that they are the records.
+        for name, record in (("session", SessionConfig), ("effort", EffortModel)):
+            if not isinstance(getattr(self, name), record):
+                raise ValueError(f"{name}: expected a {record.__name__}, got {type(getattr(self, name)).__name__}")
+        start = self.session.start
+        dataset = make_dataset(self.dataset, self.n_sessions, start=start)
+        if start == "human" and not dataset.has_human_scribbles:
             raise ValueError(f"start: dataset {self.dataset!r} has no human scribbles; use clicks or scribbles")
         self.make_policy()
-
-    def session_config(self) -> SessionConfig:
-        return SessionConfig(
-            k=self.k, start=self.start, max_iters=self.max_iters, corrections_per_iter=self.corrections_per_iter,
-            correction_rule=self.correction_rule, brush_radius=self.brush_radius,
-            pending_as_errors=self.pending_as_errors, allow_reject=self.allow_reject,
-            fallback=self.fallback, early_stop=self.early_stop, stop_at=self.stop_at,
-        )
-
-    def effort_model(self) -> EffortModel:
-        return EffortModel(c_click=self.c_click, c_inspect=self.c_inspect, b_choose=self.b_choose)
 
     def make_policy(self) -> Any:
         kw: dict[str, Any] = {}
@@ -145,15 +139,17 @@ class RunSettings:
         return make_method(self.method, checkpoint=checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as one flat dict (the nested records' fields inlined): ``config.json``'s form."""
+        return flatten(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSettings":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not a run setting; allowed: {', '.join(sorted(names))}")
-        return cls(**d)
+        """The settings of a flat dict as :meth:`to_dict` writes it; a missing key keeps its default.
+
+        Raises:
+            ValueError: naming a key that is no setting, or a value its record refuses.
+        """
+        return unflatten(cls, d)
 
 
 # Sessions whose proposals one lockstep round computes together (1: the per-session reference path).
@@ -168,10 +164,8 @@ class _ChunkContext:
     """What every chunk of an arm shares, built once per process (a Ray worker runs many chunks)."""
 
     rs: RunSettings
-    cfg: SessionConfig
     dataset: SessionDataset
     policy: Any
-    effort: EffortModel
 
 
 _CONTEXT: dict[str, _ChunkContext] = {}
@@ -183,8 +177,7 @@ def _chunk_context(settings: dict[str, Any]) -> _ChunkContext:
     ctx = _CONTEXT.get(key)
     if ctx is None:
         rs = RunSettings.from_dict(settings)
-        ctx = _ChunkContext(rs, rs.session_config(), make_dataset(rs.dataset, rs.n_sessions, start=rs.start),
-                            rs.make_policy(), rs.effort_model())
+        ctx = _ChunkContext(rs, make_dataset(rs.dataset, rs.n_sessions, start=rs.session.start), rs.make_policy())
         _CONTEXT.clear()  # one arm at a time: keep only the latest
         _CONTEXT[key] = ctx
     return ctx
@@ -223,16 +216,16 @@ def run_chunk(
 def _run_sessions(
     ctx: _ChunkContext, method: Method, indices: list[int], batch_size: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rs, cfg = ctx.rs, ctx.cfg
+    rs = ctx.rs
+    cfg = rs.session
     cases = {index: ctx.dataset.case(index, rs.seed) for index in indices}
     human = cfg.start == "human"
     results: dict[int, tuple[list[dict[str, Any]], float]] = {}
     if batch_size == 1:
         for index, case in cases.items():
             t0 = time.perf_counter()
-            steps = run_session(case.image, case.target, method, ctx.policy, config=cfg,
-                                human_scribbles=case.human_scribbles if human else None,
-                                rng=session_rng(rs.seed, index))
+            steps = run_session(case.image, case.target, method, ctx.policy, cfg, session_rng(rs.seed, index),
+                                human_scribbles=case.human_scribbles if human else None)
             results[index] = (steps, time.perf_counter() - t0)
     else:
         todo = (LockstepCase(index, case.image, case.target, session_rng(rs.seed, index),
@@ -249,7 +242,7 @@ def _run_sessions(
         }
         step_rows.extend({**ident, **s} for s in steps)
         m = session_metrics(steps, corrections_per_iter=cfg.corrections_per_iter, max_iters=cfg.max_iters,
-                            effort_model=ctx.effort)
+                            effort_model=rs.effort)
         session_rows.append({**ident, **m, "session_seconds": seconds})
     return step_rows, session_rows
 
@@ -352,8 +345,8 @@ def _prepare_out(out: Path, settings: RunSettings, method: Method) -> None:
         return
     config = {
         "settings": identity,
-        "session": settings.session_config().to_dict(),
-        "effort": asdict(settings.effort_model()),
+        "session": settings.session.to_dict(),
+        "effort": asdict(settings.effort),
         "method": method_record,
         "versions": _versions(),
         "git_commit": _git_commit(),
@@ -492,11 +485,11 @@ def run(
         _probe_address(address)
     method = settings.make_method()
     _ = method.kind  # loads a checkpoint now, so a missing or corrupt one fails before any work
-    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.start)
+    dataset: SessionDataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.session.start)
     check_unseen_tasks(method, dataset)
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = RESULTS_DIR / f"{stamp}-{settings.method}-{settings.policy}-k{settings.k}"
+        out = RESULTS_DIR / f"{stamp}-{settings.method}-{settings.policy}-k{settings.session.k}"
     out = Path(out)
     _prepare_out(out, settings, method)
     chunks = _chunks(len(dataset), settings.chunk_size)

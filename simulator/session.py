@@ -53,9 +53,10 @@ from .corrections import (
     resolve_brush_radius,
     scribble_start,
 )
-from .methods import Method, check_proposals, make_method
+from .methods import CheckedMethod, Method, checked
 from .metrics import HANDED_IN, dice, hd95, iou
-from .policies import Policy, make_policy
+from .policies import Policy
+from .setting import setting
 
 __all__ = [
     "FALLBACKS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
@@ -101,19 +102,30 @@ def _is_int(x: Any) -> bool:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """A session's protocol settings (see :func:`run_session`); validated on construction."""
+    """A session's protocol settings (see :func:`run_session`), each with its help text (the options
+    of ``probseg-simulate`` and the keys of a study file are made from these fields); validated on
+    construction."""
 
-    k: int = 8
-    start: str = "clicks"
-    max_iters: int = 20
-    corrections_per_iter: int = 1
-    correction_rule: str = "ritm"
-    brush_radius: int | None = None
-    pending_as_errors: bool = False
-    allow_reject: bool = True
-    fallback: str = "hand-in"
-    early_stop: bool = True
-    stop_at: float | None = None
+    k: int = setting(8, "candidates per iteration (single-proposal methods use 1)", group="arm")
+    start: str = setting(
+        "clicks", "the annotator's first input, one of: {choices}. clicks: a positive click at the target's deepest "
+        "point and a negative one at the background's; scribbles: one simulated stroke in each; human: the "
+        "dataset's own scribbles. NoC counts 1 per click and per stroke", choices=START_KINDS)
+    max_iters: int = setting(20, "iterations (propose, pick, correct) a session runs at most")
+    corrections_per_iter: int = setting(1, "correction clicks the robot makes after each pick, at most")
+    correction_rule: str = setting(
+        "ritm", "how the robot picks its correction clicks, one of: {choices} (see probseg.interaction.next_click)",
+        choices=CORRECTION_RULES)
+    brush_radius: int | None = setting(None, "click brush radius in px (default: max(1, round(H/64)))")
+    pending_as_errors: bool = setting(False, "count pending target pixels as errors every iteration (an ablation)")
+    allow_reject: bool = setting(True, "oracle policies may keep the current segmentation when no candidate beats "
+                                       "it (non-oracle policies never reject)")
+    fallback: str = setting(
+        "hand-in", "after a stall or rejection, one of: {choices}. hand-in clicks the errors of the segmentation a "
+        "person would hand in (undecided = background); v0.1 also clicks undecided background", choices=FALLBACKS)
+    early_stop: bool = setting(True, "end a session once its segmentation has no error (--no-early-stop: always "
+                                     "run --max-iters, as v0.1 did)")
+    stop_at: float | None = setting(None, "end a session once its Dice reaches DICE instead of 1", metavar="DICE")
 
     def __post_init__(self) -> None:
         if not _is_int(self.k) or self.k < 1:
@@ -216,61 +228,34 @@ def _start(cfg: SessionConfig, target: np.ndarray, radius: int, human_scribbles:
 def run_session(
     image: np.ndarray,
     target: np.ndarray,
-    method: Method | str,
-    policy: Policy | str,
-    *,
-    k: int = 8,
-    start: str = "clicks",
-    max_iters: int = 20,
-    corrections_per_iter: int = 1,
-    correction_rule: str = "ritm",
-    brush_radius: int | None = None,
-    pending_as_errors: bool = False,
-    allow_reject: bool = True,
-    fallback: str = "hand-in",
-    early_stop: bool = True,
-    stop_at: float | None = None,
-    config: SessionConfig | None = None,
-    human_scribbles: tuple[np.ndarray, np.ndarray] | None = None,
+    method: Method,
+    policy: Policy,
+    config: SessionConfig,
     rng: np.random.Generator,
+    *,
+    human_scribbles: tuple[np.ndarray, np.ndarray] | None = None,
     trace: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one session and return its step records, one per iteration (1..n, n <= max_iters).
+    """Run one session and return its step records, one per iteration (1..n, n <= config.max_iters).
 
     Args:
         image: float (H, W), any finite values.
         target: bool (H, W), the object the robot wants.
-        method: a :class:`~simulator.methods.Method` or a :func:`~simulator.methods.make_method` name.
-        policy: a policy or a :func:`~simulator.policies.make_policy` name.
-        k: candidates asked of a multi-proposal method (single-proposal methods are asked for 1).
-        start: ``clicks`` (a positive click at the target's deepest point, a negative at the
-            background's), ``scribbles`` (one simulated stroke in each) or ``human`` (``human_scribbles``
-            as drawn). NoC counts 1 per click and per 8-connected stroke.
-        max_iters: most iterations; a session ends earlier when the annotator is done (see
-            ``early_stop``).
-        corrections_per_iter: most correction clicks per iteration.
-        correction_rule: ``ritm`` or ``random-error`` (see :func:`~probseg.interaction.next_click`).
-        brush_radius: click/stroke brush radius; None = max(1, round(H / 64)).
-        pending_as_errors: count pending target pixels as errors (FN) every iteration (an ablation).
-        allow_reject: let oracle policies reject every candidate (non-oracle policies never reject).
-        fallback: after a stall or a rejection, ``hand-in`` clicks the errors of the segmentation a
-            person would hand in (decided errors and undecided target pixels); ``v0.1`` also clicks
-            undecided background (the first release's rule, kept as a protocol variant).
-        early_stop: end the session once the annotator is done (see :func:`stop_reason`); off, every
-            session runs ``max_iters`` iterations (v0.1).
-        stop_at: end the session once the Dice reaches this value instead of 1.
-        config: all the protocol settings above as one :class:`SessionConfig`; when given, those
-            keyword arguments must be left at their defaults.
+        method: a :class:`~simulator.methods.Method` (e.g. :func:`~simulator.methods.make_method`'s);
+            its every answer is checked against the Method contract (:class:`~simulator.methods.CheckedMethod`).
+        policy: a :class:`~simulator.policies.Policy` (e.g. :func:`~simulator.policies.make_policy`'s).
+        config: the protocol, a :class:`SessionConfig` (each field's meaning is in its help text).
+            NoC counts 1 per start click and per 8-connected start stroke.
+        rng: the session's only source of randomness. Four independent streams are derived from it
+            (start strokes, method samples, policy draws, random-error clicks), so changing the policy
+            or the click rule does not change the candidates a method draws at the first iteration.
         human_scribbles: ``(pos, neg)`` bool (H, W) each; required by, and only allowed with,
-            ``start='human'``.
+            ``config.start == 'human'``.
         trace: when a list, one dict of arrays per iteration is appended to it, for figures:
             ``shown_mask``, ``shown_seg`` (bool (H, W), what the method was given), ``masks``,
             ``segs`` (bool (K, H, W), the candidates), ``chosen``, ``mask``, ``seg`` (the state after
             the choice, before corrections) and ``clicks`` (as in the step record). The start input is
             in the first dict as ``start_mask``, ``start_seg``. Tracing never changes the session.
-        rng: the session's only source of randomness. Four independent streams are derived from it
-            (start strokes, method samples, policy draws, random-error clicks), so changing the policy
-            or the click rule does not change the candidates a method draws at the first iteration.
     Returns:
         One dict per iteration with the keys :data:`STEP_KEYS`: ``dice``, ``iou``, ``hd95`` of the
         chosen (or, on rejection, kept) segmentation given the clicks so far, before this iteration's
@@ -292,27 +277,12 @@ def run_session(
     Raises:
         ValueError: naming the argument at fault.
     """
-    loose = SessionConfig(
-        k=k, start=start, max_iters=max_iters, corrections_per_iter=corrections_per_iter,
-        correction_rule=correction_rule, brush_radius=brush_radius,
-        pending_as_errors=bool(pending_as_errors), allow_reject=bool(allow_reject),
-        fallback=fallback, early_stop=bool(early_stop), stop_at=stop_at,
-    )
-    if config is None:
-        cfg = loose
-    elif not isinstance(config, SessionConfig):
-        raise ValueError(f"config: expected a SessionConfig, got {type(config).__name__}")
-    elif loose != SessionConfig():
-        raise ValueError("config: give the protocol either as a SessionConfig or as keyword arguments, not both")
-    else:
-        cfg = config
-    method = make_method(method) if isinstance(method, str) else method
-    steps = start_session(image, target, method, policy, cfg, human_scribbles, rng, trace)
+    method = checked(method)
+    steps = start_session(image, target, method, policy, config, human_scribbles, rng, trace)
     request = next(steps)
     while True:
         t_model = time.perf_counter()
-        # Copies: a method must not be able to edit the session's state through its arguments.
-        proposals = method.propose(request.image, request.mask.copy(), request.seg.copy(), request.k, request.rng)
+        proposals = method.propose(request.image, request.mask, request.seg, request.k, request.rng)
         try:
             request = steps.send((proposals, time.perf_counter() - t_model))
         except StopIteration as done:
@@ -322,8 +292,8 @@ def run_session(
 def start_session(
     image: np.ndarray,
     target: np.ndarray,
-    method: Method | str,
-    policy: Policy | str,
+    method: CheckedMethod,
+    policy: Policy,
     cfg: SessionConfig,
     human_scribbles: tuple[np.ndarray, np.ndarray] | None,
     rng: np.random.Generator,
@@ -331,14 +301,22 @@ def start_session(
 ) -> "SessionSteps":
     """Check a session's arguments (as :func:`run_session` does) and return its :func:`session_steps`.
 
+    ``method`` comes wrapped by :func:`~simulator.methods.checked` (the driver calls it and sends the
+    answers, so the wrapper is what checks them).
+
     Raises:
         ValueError: naming the argument at fault (the start's own checks run at the first ``next``).
     """
     image, target = _check_image_target(image, target)
+    if not isinstance(method, CheckedMethod):
+        raise ValueError(f"method: expected a method wrapped by simulator.methods.checked, got {type(method).__name__}")
+    if not callable(getattr(policy, "choose", None)):
+        hint = f" (make_policy({policy!r}) makes one)" if isinstance(policy, str) else ""
+        raise ValueError(f"policy: expected a Policy, an object with a choose method{hint}, got {type(policy).__name__}")
+    if not isinstance(cfg, SessionConfig):
+        raise ValueError(f"config: expected a SessionConfig, got {type(cfg).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
-    method = make_method(method) if isinstance(method, str) else method
-    policy = make_policy(policy) if isinstance(policy, str) else policy
     return session_steps(image, target, method, policy, cfg, human_scribbles, rng, trace)
 
 
@@ -346,8 +324,8 @@ def start_session(
 class ProposalRequest:
     """What a session asks its method for at one iteration: ``method.propose(image, mask, seg, k, rng)``.
 
-    ``image`` float32 (H, W); ``mask``, ``seg`` bool (H, W), the session's own arrays (a caller passes
-    copies to the method); ``rng`` the session's method stream.
+    ``image`` float32 (H, W); ``mask``, ``seg`` bool (H, W), the session's own arrays (a
+    :class:`~simulator.methods.CheckedMethod` hands the method it wraps copies); ``rng`` the session's method stream.
     """
 
     image: np.ndarray
@@ -376,7 +354,8 @@ def session_steps(
     """One session as a generator, so that a driver decides how proposals are computed.
 
     It yields a :class:`ProposalRequest` per iteration and is sent back ``((masks, segs, scores),
-    model_seconds)``: what ``method.propose`` returns for that request and the seconds it took (a
+    model_seconds)``: what the checked ``method.propose`` (or ``propose_batch``) returns for that
+    request, so already checked against the Method contract, and the seconds it took (a
     driver that computes many sessions' proposals together passes each its share). When the session
     ends it returns its step records (``StopIteration.value``). Everything but the proposals is
     computed here, so every driver gives the same records for the same proposals: :func:`run_session`
@@ -405,8 +384,6 @@ def session_steps(
         waited = time.perf_counter()
         (masks, segs, scores), model_seconds = yield ProposalRequest(image, feed_mask, feed_seg, n_ask, method_rng)
         t_iter += time.perf_counter() - waited - model_seconds  # count the model's seconds, not the wait
-        # Checked here too: the lockstep path's batched proposals do not pass through CheckedMethod.
-        masks, segs, scores = check_proposals(method.name, method.kind, (masks, segs, scores), n_ask, feed_mask, feed_seg)
 
         chosen = int(policy.choose(
             masks, segs, scores, gt=target, current_mask=cur_mask, current_seg=cur_seg,

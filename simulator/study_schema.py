@@ -65,13 +65,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .corrections import CORRECTION_RULES, START_KINDS
 from .datasets import DataNotFound, make_dataset, missing_data
 from .methods import METHODS
 from .metrics import DICE_THRESHOLDS, EffortModel
-from .policies import ACCEPTANCE_RULES, POLICIES
+from .policies import POLICIES
 from .runner import RunSettings
-from .session import FALLBACKS
+from .setting import settings_of
 
 __all__ = [
     "ENDPOINTS",
@@ -100,17 +99,18 @@ _TOP_KEYS = {
     "thresholds", "quick_sessions", "quick_max_iters", "protocol", "effort", "bootstrap", "training",
     "variants", "arms", "reproduce",
 }
-_PROTOCOL_KEYS = (
-    "start", "max_iters", "corrections_per_iter", "correction_rule", "brush_radius", "pending_as_errors",
-    "allow_reject", "fallback", "early_stop", "stop_at", "acceptance",
-)
-_EFFORT_KEYS = ("c_click", "c_inspect", "b_choose")
-_ARM_KEYS = ("method", "policy", "k", "checkpoint", "epsilon", "error_weight", "rw_beta", *_PROTOCOL_KEYS)
-_ALLOWED_VALUES: dict[str, tuple[Any, ...]] = {
-    "start": START_KINDS,
-    "correction_rule": CORRECTION_RULES,
-    "fallback": FALLBACKS,
-    "acceptance": ACCEPTANCE_RULES,
+# The keys come from the run settings' fields (simulator.runner.RunSettings and the records it nests),
+# grouped as probseg-simulate groups its options: [protocol] and [effort] take their group's fields, an
+# arm its group's and the protocol's, except those the study sets once at its top level.
+_SETTINGS = {s.name: s for s in settings_of(RunSettings)}
+_STUDY_LEVEL = ("dataset", "n_sessions", "seed")  # the study's dataset, sessions and seed
+_PROTOCOL_KEYS = tuple(name for name, s in _SETTINGS.items() if s.group == "protocol")
+_EFFORT_KEYS = tuple(name for name, s in _SETTINGS.items() if s.group == "effort")
+_ARM_KEYS = tuple(name for name, s in _SETTINGS.items()
+                  if (s.group == "arm" and name not in _STUDY_LEVEL) or s.group == "protocol")
+# What a TOML value of each setting type must be (TOML has no None: an optional setting is left out).
+_TOML_TYPES: dict[type, tuple[type | tuple[type, ...], str]] = {
+    int: (int, "an integer"), float: ((int, float), "a number"), bool: (bool, "true or false"), str: (str, "a string"),
 }
 _REPRODUCE_KEYS = {"checkpoints", "n_images", "ks", "seed", "figure"}
 _SLUG = re.compile(r"[^A-Za-z0-9.=_-]+")
@@ -205,20 +205,11 @@ def _check_value(key: str, value: Any, path: str) -> None:
             registry.load(value)  # a registered name or module:factory that imports
         except ValueError as exc:
             raise _err(path, str(exc).split(": ", 1)[1]) from None
-    if key in _ALLOWED_VALUES and value not in _ALLOWED_VALUES[key]:
-        raise _err(path, f"unknown value {value!r}; allowed: {', '.join(map(str, _ALLOWED_VALUES[key]))}")
-    ints = {"k", "max_iters", "corrections_per_iter", "brush_radius"}
-    floats = {"epsilon", "error_weight", "rw_beta", "stop_at"}
-    bools = {"pending_as_errors", "allow_reject", "early_stop"}
-    strs = {"method", "policy", "start", "correction_rule", "checkpoint", "fallback", "acceptance"}
-    if key in ints:
-        _typed(value, int, path, "an integer")
-    elif key in floats:
-        _typed(value, (int, float), path, "a number")
-    elif key in bools:
-        _typed(value, bool, path, "true or false")
-    elif key in strs:
-        _typed(value, str, path, "a string")
+    choices = _SETTINGS[key].choices
+    if choices is not None and value not in choices:
+        raise _err(path, f"unknown value {value!r}; allowed: {', '.join(map(str, choices))}")
+    kind, what = _TOML_TYPES[_SETTINGS[key].type]
+    _typed(value, kind, path, what)
 
 
 def slug(label: str) -> str:

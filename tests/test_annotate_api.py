@@ -18,7 +18,8 @@ from simulator.annotate.service import StudyService, encode_labels
 from simulator.annotate.store import Store
 from simulator.annotate.study import latin_square_row, load_user_study, parse_user_study
 from simulator.datasets import make_dataset, session_rng
-from simulator.session import run_session
+from simulator.policies import make_policy
+from simulator.session import SessionConfig, run_session
 
 # The study of these tests and of the browser tests: 2 cases, 1 practice case, 4 proposals at most.
 STUDY_HEADER = 'dataset = "disks"\ncases = 2\npractice = 1\nmax_iters = 4\n'
@@ -53,8 +54,8 @@ def robot_actions(service: StudyService, participant: int, task_index: int) -> t
     settings = study.run_settings(task.arm)
     case = make_dataset(settings.dataset, settings.n_sessions).case(task.case, study.seed)
     trace: list[dict[str, Any]] = []
-    steps = run_session(case.image, case.target, service.method(task.arm), "best-of-k",
-                        config=settings.session_config(), rng=session_rng(study.seed, task.case), trace=trace)
+    steps = run_session(case.image, case.target, service.method(task.arm), make_policy("best-of-k"),
+                        settings.session, session_rng(study.seed, task.case), trace=trace)
     shadow = service.new_session(participant, task)  # to find the chosen candidate on this participant's screen
     actions: list[dict[str, Any]] = []
     for step, t in zip(steps, trace):
@@ -167,8 +168,8 @@ def test_robot_following_participant_matches_every_step_record(tmp_path: Path, m
             session.apply(a)
         settings = study.run_settings(task.arm)
         case = make_dataset(settings.dataset, settings.n_sessions).case(task.case, study.seed)
-        robot = run_session(case.image, case.target, service.method(task.arm), "best-of-k",
-                            config=settings.session_config(), rng=session_rng(study.seed, task.case))
+        robot = run_session(case.image, case.target, service.method(task.arm), make_policy("best-of-k"),
+                            settings.session, session_rng(study.seed, task.case))
         # ``chosen`` may name another of several identical candidates (the participant picks by what they see)
         drop = ("model_seconds", "total_seconds", "click_reason", "candidate_scores", "chosen")
         assert [{k_: v for k_, v in s.items() if k_ not in drop} for s in session.steps] == \
@@ -249,7 +250,8 @@ def test_whole_flow_resume_export_and_report(client: tuple[TestClient, list[str]
     from simulator.runner import RunSettings, run
 
     robot = tmp_path / "robot"
-    run(RunSettings(method="unet-complete", policy="best-of-k", n_sessions=2, max_iters=4), out=robot, workers=0,
+    run(RunSettings(method="unet-complete", policy="best-of-k", n_sessions=2,
+                    session=SessionConfig(max_iters=4)), out=robot, workers=0,
         progress=False)
     report = tmp_path / "report"
     assert report_main([str(robot), str(out / runs[1]), str(out / runs[0]), "--out", str(report), "--no-figures",

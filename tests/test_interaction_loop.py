@@ -16,7 +16,7 @@ from probseg.interaction import default_brush_radius
 from probseg.interaction_loop import LoopSpec, advance, loop_loss, start_state
 from probseg.model import CONFIGS, build_network
 from simulator.policies import BestOfK
-from simulator.session import run_session
+from simulator.session import SessionConfig, run_session
 
 
 class ThresholdGrower:
@@ -64,8 +64,8 @@ def test_the_loop_feeds_each_model_kind_what_the_simulator_feeds_it(kind: str, s
     method = ThresholdGrower(kind)
     trace: list[dict] = []
     n = 6
-    run_session(image, gt, method, "best-of-k", k=3, start="clicks", max_iters=n, early_stop=False,
-                rng=np.random.default_rng(seed), trace=trace)
+    run_session(image, gt, method, BestOfK(), SessionConfig(k=3, start="clicks", max_iters=n, early_stop=False),
+                np.random.default_rng(seed), trace=trace)
     radius = default_brush_radius(gt.shape[0])
     state = start_state(np.random.default_rng(0), gt, LoopSpec(start_weights={"clicks": 1.0}), PairSpec(mode=kind), radius)
     partial = kind == "partial"

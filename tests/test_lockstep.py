@@ -140,7 +140,7 @@ def test_a_session_is_the_same_alone_and_in_any_batch():
     ds = make_dataset("disks", 12)
     cases = [ds.case(i, 0) for i in range(12)]
     with torch.inference_mode():
-        alone = [run_session(c.image, c.target, method, policy, config=cfg, rng=session_rng(0, c.index)) for c in cases]
+        alone = [run_session(c.image, c.target, method, policy, cfg, session_rng(0, c.index)) for c in cases]
         for batch_size, order in ((5, range(12)), (12, reversed(range(12))), (3, [4, 0, 9, 2, 11, 7])):
             todo = (LockstepCase(i, cases[i].image, cases[i].target, session_rng(0, i)) for i in order)
             for key, steps, _ in run_lockstep(todo, method, policy, cfg, batch_size):
@@ -164,8 +164,8 @@ def test_run_lockstep_rejects_a_bad_batch_size():
 def test_disk_tables_equal_the_reference_for_any_batch_size(tmp_path, method, policy, early_stop):
     _need("disks", "disks-complete")
     n = 8 if method == "random-walker" else 24
-    settings = RunSettings(method=method, policy=policy, n_sessions=n, chunk_size=12, max_iters=5,
-                           early_stop=early_stop)
+    settings = RunSettings(method=method, policy=policy, n_sessions=n, chunk_size=12,
+                           session=SessionConfig(max_iters=5, early_stop=early_stop))
     reference = _tables(settings, tmp_path / "ref", workers=0, batch_size=1)
     for batch_size in (5, 16):
         _assert_same(_tables(settings, tmp_path / f"b{batch_size}", workers=0, batch_size=batch_size), reference)
@@ -173,7 +173,7 @@ def test_disk_tables_equal_the_reference_for_any_batch_size(tmp_path, method, po
 
 def test_disk_tables_equal_the_reference_for_0_1_2_workers(tmp_path):
     _need("disks")
-    settings = RunSettings(n_sessions=30, chunk_size=10, max_iters=5)
+    settings = RunSettings(n_sessions=30, chunk_size=10, session=SessionConfig(max_iters=5))
     reference = _tables(settings, tmp_path / "ref", workers=0, batch_size=1)
     for workers in (0, 1, 2):
         # ray_startup_seconds=0: always on Ray (the fast path would run this small run in-process)
@@ -189,7 +189,7 @@ def test_the_fast_path_runs_a_small_run_in_process_with_the_same_tables(tmp_path
         raise AssertionError("a run this small must not start Ray")
 
     monkeypatch.setattr(runner, "_run_ray", no_ray)
-    settings = RunSettings(n_sessions=20, chunk_size=10, max_iters=3)
+    settings = RunSettings(n_sessions=20, chunk_size=10, session=SessionConfig(max_iters=3))
     got = _tables(settings, tmp_path / "fast", workers=2)
     _assert_same(got, _tables(settings, tmp_path / "ref", workers=0, batch_size=1))
 
@@ -219,8 +219,9 @@ def test_the_fast_path_shares_a_longer_run_with_ray_with_the_same_tables(tmp_pat
 def test_real_image_tables_equal_the_reference(tmp_path, method, max_pixels, monkeypatch):
     _need("medical", "medical-complete")
     monkeypatch.setattr(batching, "MAX_BATCH_PIXELS", max_pixels)
-    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,WBC", method=method, k=4,
-                           start="human", n_sessions=5, chunk_size=5, max_iters=3, early_stop=False)
+    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,WBC", method=method, n_sessions=5,
+                           chunk_size=5,
+                           session=SessionConfig(k=4, start="human", max_iters=3, early_stop=False))
     reference = _tables(settings, tmp_path / "ref", workers=0, batch_size=1)
     assert reference[1]["image"].nunique() == 2  # two images, each with its annotators' scribbles
     _assert_same(_tables(settings, tmp_path / "lockstep", workers=0, batch_size=4), reference)

@@ -7,6 +7,7 @@ import pytest
 import probseg
 from simulator.methods import METHODS
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig
 
 DEFAULT_CHECKPOINTS = {"probseg": "disks", "probseg-mean": "disks", "probseg-complete": "disks-complete",
                        "unet-complete": "disks-unet-complete", "unet-tta": "disks-unet-complete"}
@@ -17,7 +18,8 @@ def test_every_method_runs_end_to_end_with_its_default(method, tmp_path):
     ckpt = DEFAULT_CHECKPOINTS.get(method)
     if ckpt is not None and ckpt not in probseg.available():
         pytest.skip(f"shipped checkpoint {ckpt!r} is not installed")
-    settings = RunSettings(method=method, policy="best-of-k", k=4, n_sessions=3, max_iters=4, chunk_size=3)
+    settings = RunSettings(method=method, policy="best-of-k", n_sessions=3, chunk_size=3,
+                           session=SessionConfig(k=4, max_iters=4))
     steps, sessions, summary = run(settings, out=tmp_path / method, workers=0, progress=False)
     assert len(sessions) == 3 and len(steps) == sessions["iterations"].sum() <= 12
     # Each session runs until the annotator is done or the budget is spent, and says which.

@@ -15,6 +15,7 @@ from simulator.corrections import click_start
 from simulator.methods import ProbSegMethod, TTAMethod, make_method
 from simulator.metrics import dice
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig
 
 MEDSCRIBBLE = Path(__file__).resolve().parents[2] / "shared" / "medscribble"
 
@@ -81,7 +82,8 @@ def test_bad_settings_and_a_stochastic_model_are_refused() -> None:
 def test_unet_tta_runs_end_to_end_and_its_scores_rank(tmp_path: Path) -> None:
     m = make_method("unet-tta")
     assert (m.name, m.kind, m.multi) == ("unet-tta", "complete", True)
-    _, sessions, summary = run(RunSettings(method="unet-tta", policy="model-ranked", k=4, n_sessions=3, max_iters=4),
+    _, sessions, summary = run(RunSettings(method="unet-tta", policy="model-ranked", n_sessions=3,
+                                           session=SessionConfig(k=4, max_iters=4)),
                                out=tmp_path / "r", workers=0, progress=False)
     assert len(sessions) == 3 and summary["method"] == "unet-tta"
 

@@ -11,6 +11,7 @@ import probseg
 from probseg import ModelInfo, ProbSeg, build_network
 from probseg.registry import CHECKPOINT_DIR, MANIFEST, REGISTRY
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig
 
 
 @pytest.mark.parametrize("name", ["disks", "disks-unet-complete"])
@@ -39,7 +40,8 @@ def test_a_model_built_in_memory_has_no_file_and_no_hash() -> None:
 def test_a_run_records_the_models_file_and_hash_from_info(tmp_path) -> None:
     if "disks-unet-complete" not in probseg.available():
         pytest.skip("shipped checkpoint 'disks-unet-complete' is not installed")
-    run(RunSettings(method="unet-complete", policy="first", k=1, n_sessions=1, max_iters=1), out=tmp_path / "r",
+    run(RunSettings(method="unet-complete", policy="first", n_sessions=1,
+                    session=SessionConfig(k=1, max_iters=1)), out=tmp_path / "r",
         workers=0, progress=False)
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())["method"]
     info = probseg.load("disks-unet-complete").info

@@ -15,15 +15,18 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from simulator.datasets import DATASETS, SHIPPED_DATASETS, make_dataset
-from simulator.methods import METHODS, SHIPPED_METHODS, CheckedMethod, make_method
+from simulator.lockstep import LockstepCase, run_lockstep
+from simulator.methods import METHODS, SHIPPED_METHODS, CheckedMethod, checked, make_method
 from simulator.policies import POLICIES, SHIPPED_POLICIES, make_policy
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig, run_session
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -180,6 +183,18 @@ dtype, k, outside, decided, undecided, scores = (
 )
 
 
+class Batched(Broken):
+    """Broken, also answering many requests in one call, as a batched model does."""
+
+    batched_calls = 0
+
+    def propose_batch(self, requests):
+        self.batched_calls += 1
+        if self.fault == "count":
+            return [self.propose(*requests[0])]
+        return [self.propose(*r) for r in requests]
+
+
 class Kindless(Broken):
     kind = "both"
 
@@ -217,9 +232,53 @@ def test_a_method_that_breaks_the_contract_is_refused_naming_it_and_the_rule(
     assert make_method("brokenmethods:make").propose(image, mask, seg, 1, np.random.default_rng(0))[0].shape == (1, 32, 32)
     # Through a run: the same line, before any table is written.
     with pytest.raises(ValueError, match=re.escape(RULES[fault])):
-        run(RunSettings(method=f"brokenmethods:{fault}", policy="first", k=1, n_sessions=1, max_iters=2),
+        run(RunSettings(method=f"brokenmethods:{fault}", policy="first", n_sessions=1,
+                        session=SessionConfig(k=1, max_iters=2)),
             out=tmp_path / "run", workers=0, progress=False)
     assert not (tmp_path / "run" / "sessions.parquet").exists()
+
+
+def _import_broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    (tmp_path / "brokenmethods.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "brokenmethods", raising=False)
+    import brokenmethods
+
+    return brokenmethods
+
+
+@pytest.mark.parametrize("fault", sorted(RULES))
+def test_the_contract_is_checked_alike_on_the_per_session_and_the_lockstep_path(
+    fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = _import_broken(tmp_path, monkeypatch)
+    image = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    target = np.zeros((32, 32), dtype=bool)
+    target[8:20, 8:20] = True
+    policy, cfg = make_policy("first"), SessionConfig(k=1, max_iters=2)
+    with pytest.raises(ValueError) as alone:
+        run_session(image, target, broken.Batched(fault), policy, cfg, np.random.default_rng(0))
+    method = broken.Batched(fault)  # unwrapped: run_lockstep wraps it, once for every session
+    cases = [LockstepCase(i, image, target, np.random.default_rng(i)) for i in range(3)]
+    with pytest.raises(ValueError) as lockstep:
+        list(run_lockstep(cases, method, policy, cfg, batch_size=3))
+    assert method.batched_calls == 1  # the batched answers were refused, not a per-session rerun
+    assert str(alone.value) == str(lockstep.value)
+    assert str(alone.value).startswith(f"method: 'broken-{fault}' breaks the Method contract: {RULES[fault]}")
+
+
+def test_a_batch_answer_per_request_and_one_wrapper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = _import_broken(tmp_path, monkeypatch)
+    image = np.zeros((32, 32), dtype=np.float32)
+    request = (image, np.zeros((32, 32), dtype=bool), np.zeros((32, 32), dtype=bool), 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^method: 'broken-count' breaks the Method contract: propose_batch must "
+                                         r"return one answer per request \(2\), got 1$"):
+        checked(broken.Batched("count")).propose_batch([request, request])
+    once = checked(broken.Batched("none"))
+    assert checked(once) is once and make_method("brokenmethods:make").__dict__["method"].__class__.__name__ == "Broken"
+    # A method without propose_batch is asked once per request, each answer checked.
+    answers = checked(broken.Broken("none")).propose_batch([request, request])
+    assert len(answers) == 2 and all(a[0].shape == (1, 32, 32) for a in answers)
 
 
 def test_a_method_without_a_valid_kind_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

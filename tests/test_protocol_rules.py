@@ -16,6 +16,7 @@ import pytest
 from probseg.data.partials import brush_disk
 from simulator.corrections import Click, apply_click, click_start, deepest_point, resolve_brush_radius
 from simulator.datasets import make_dataset, session_rng
+from simulator.methods import make_method
 from simulator.metrics import dice, session_metrics
 from simulator.policies import BestOfK, NoisyBestOfK, make_policy, state_score
 from simulator.runner import RunSettings, run
@@ -58,8 +59,9 @@ class Scripted:
 
 
 def _session(method: object, policy: str = "first", **kw: object) -> list[dict]:
+    """A session on the test image; ``kw`` are :class:`SessionConfig` fields."""
     kw.setdefault("max_iters", 4)
-    return run_session(IMAGE, GT, method, policy, rng=np.random.default_rng(0), **kw)
+    return run_session(IMAGE, GT, method, make_policy(policy), SessionConfig(**kw), np.random.default_rng(0))
 
 
 # --- the fallback clicks what a person would hand in ------------------------------------------------------
@@ -195,13 +197,15 @@ def test_bad_stop_and_fallback_settings_raise_naming_them(kw: dict, match: str) 
         SessionConfig(**kw)
 
 
-def test_config_object_and_keywords_are_not_mixed() -> None:
-    with pytest.raises(ValueError, match="^config: "):
-        run_session(IMAGE, GT, Null("partial"), "first", config=SessionConfig(), max_iters=3,
-                    rng=np.random.default_rng(0))
-    a = run_session(IMAGE, GT, Null("partial"), "first", config=SessionConfig(max_iters=5), rng=np.random.default_rng(0))
-    b = run_session(IMAGE, GT, Null("partial"), "first", max_iters=5, rng=np.random.default_rng(0))
-    assert [s["clicks"] for s in a] == [s["clicks"] for s in b]
+def test_the_protocol_is_given_as_one_config_object() -> None:
+    with pytest.raises(ValueError, match="^config: expected a SessionConfig, got NoneType"):
+        run_session(IMAGE, GT, Null("partial"), make_policy("first"), None, np.random.default_rng(0))
+    with pytest.raises(TypeError):  # the protocol's fields are no keyword arguments of a session
+        run_session(IMAGE, GT, Null("partial"), make_policy("first"), SessionConfig(), np.random.default_rng(0),
+                    max_iters=5)
+    steps = run_session(IMAGE, GT, Null("partial"), make_policy("first"), SessionConfig(max_iters=5, early_stop=False),
+                        np.random.default_rng(0))
+    assert len(steps) == 5
 
 
 def test_metrics_carry_the_final_value_forward() -> None:
@@ -233,8 +237,8 @@ def _brush_only_clicks(target: np.ndarray, radius: int, goal: float) -> int:
 
 
 def _null_session_clicks(image: np.ndarray, target: np.ndarray, kind: str, goal: float = 0.9) -> tuple[int, float]:
-    steps = run_session(image, target, Null(kind), "best-of-k", max_iters=400, stop_at=goal,
-                        rng=np.random.default_rng(0))
+    steps = run_session(image, target, Null(kind), make_policy("best-of-k"), SessionConfig(max_iters=400, stop_at=goal),
+                        np.random.default_rng(0))
     clicks = sum(len(s["clicks"]) for s in steps)
     return clicks, steps[-1]["dice"]
 
@@ -283,7 +287,7 @@ def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) ->
 
     arm = Arm(label="a", run_dir=Path("."), config={"settings": settings.to_dict()}, sessions=None, steps=None)  # type: ignore[arg-type]
     steps, trace, case = replay_session(arm, index)
-    radius = resolve_brush_radius(settings.brush_radius, case.target.shape)
+    radius = resolve_brush_radius(settings.session.brush_radius, case.target.shape)
     for t in trace:
         mask, seg = t["mask"], t["seg"]
         for r, c, positive in t["clicks"]:
@@ -298,8 +302,8 @@ def _check_every_click_changes_the_hand_in(settings: RunSettings, index: int) ->
 def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
     multi = method in ("probseg", "probseg-complete", "unet-tta")
     for index in range(4):
-        settings = RunSettings(method=method, policy="best-of-k" if multi else "first", k=8 if multi else 1,
-                               n_sessions=4, max_iters=20)
+        settings = RunSettings(method=method, policy="best-of-k" if multi else "first", n_sessions=4,
+                               session=SessionConfig(k=8 if multi else 1, max_iters=20))
         steps = _check_every_click_changes_the_hand_in(settings, index)
         assert steps[-1]["stop"] in STOP_REASONS
 
@@ -308,8 +312,9 @@ def test_every_click_changes_the_hand_in_on_disks(method: str) -> None:
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_click_changes_the_hand_in_on_medscribble(method: str) -> None:
     multi = method in ("probseg", "probseg-complete", "unet-tta")
-    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method=method, start="human",
-                           policy="best-of-k" if multi else "first", k=4 if multi else 1, max_iters=4)
+    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method=method,
+                           policy="best-of-k" if multi else "first",
+                           session=SessionConfig(start="human", k=4 if multi else 1, max_iters=4))
     _check_every_click_changes_the_hand_in(settings, 1)
 
 
@@ -317,15 +322,15 @@ def test_every_click_changes_the_hand_in_on_medscribble(method: str) -> None:
 
 
 def test_a_run_reports_steps_per_session_and_early_stops(tmp_path: Path) -> None:
-    settings = RunSettings(n_sessions=12, max_iters=20)
+    settings = RunSettings(n_sessions=12, session=SessionConfig(max_iters=20))
     _, sessions, summary = run(settings, out=tmp_path / "r", workers=0, progress=False)
     assert summary["n_stopped_early"] == int(sessions["stopped_early"].sum()) > 0
     assert summary["steps_per_session"] == pytest.approx(sessions["iterations"].mean())
     assert summary["steps_per_session"] < 20
     assert set(sessions["stop"]) <= set(STOP_REASONS)
     # The v0.1 protocol as named variants: no early stop runs every iteration.
-    _, old, old_summary = run(RunSettings(n_sessions=12, max_iters=20, early_stop=False, fallback="v0.1",
-                                          acceptance="pixel-score"),
+    _, old, old_summary = run(RunSettings(n_sessions=12, acceptance="pixel-score",
+                                          session=SessionConfig(max_iters=20, early_stop=False, fallback="v0.1")),
                               out=tmp_path / "old", workers=0, progress=False)
     assert old_summary["n_stopped_early"] == 0 and (old["iterations"] == 20).all()
 
@@ -334,19 +339,20 @@ def test_a_run_made_under_the_old_protocol_is_not_resumed(tmp_path: Path) -> Non
     import json
 
     out = tmp_path / "r"
-    run(RunSettings(n_sessions=2, max_iters=3), out=out, workers=0, progress=False)
+    run(RunSettings(n_sessions=2, session=SessionConfig(max_iters=3)), out=out, workers=0, progress=False)
     cfg = json.loads((out / "config.json").read_text())
     for key in ("fallback", "early_stop", "stop_at", "acceptance"):
         cfg["settings"].pop(key)  # what a run written before protocol 0.2 recorded
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="^out: .*v0.1 session rules"):
-        run(RunSettings(n_sessions=2, max_iters=3), out=out, workers=0, progress=False)
+        run(RunSettings(n_sessions=2, session=SessionConfig(max_iters=3)), out=out, workers=0, progress=False)
 
 
 def test_session_rng_streams_are_unchanged_by_the_stop_rule() -> None:
     case = make_dataset("disks", 3).case(1, 0)
-    early = run_session(case.image, case.target, "probseg", "best-of-k", rng=session_rng(0, 1))
-    full = run_session(case.image, case.target, "probseg", "best-of-k", early_stop=False, rng=session_rng(0, 1))
+    method, policy = make_method("probseg"), make_policy("best-of-k")
+    early = run_session(case.image, case.target, method, policy, SessionConfig(), session_rng(0, 1))
+    full = run_session(case.image, case.target, method, policy, SessionConfig(early_stop=False), session_rng(0, 1))
     n = len(early)
     assert [s["dice"] for s in early] == [s["dice"] for s in full[:n]]
 
@@ -392,14 +398,15 @@ def test_small_nifti_structures_partial_best_of_8_reaches_the_unet(tmp_path: Pat
     dataset = f"nifti:{_small_structures_volume(tmp_path / 'vol')}"
     final = {}
     for method, policy, k in (("probseg", "best-of-k", 8), ("unet-complete", "first", 1)):
-        _, sessions, _ = run(RunSettings(dataset=dataset, method=method, policy=policy, k=k, max_iters=20),
+        _, sessions, _ = run(RunSettings(dataset=dataset, method=method, policy=policy,
+                                         session=SessionConfig(k=k, max_iters=20)),
                              out=tmp_path / method, workers=0, progress=False)
         assert len(sessions) == 6
         final[method] = float(sessions["final_dice"].mean())
     assert final["probseg"] >= final["unet-complete"] - 0.05, final
     # Under the v0.1 rules the partial model's fallback clicked undecided background and never got there.
-    _, old, _ = run(RunSettings(dataset=dataset, method="probseg", policy="best-of-k", k=8, max_iters=20,
-                                fallback="v0.1", acceptance="pixel-score", early_stop=False),
+    _, old, _ = run(RunSettings(dataset=dataset, method="probseg", policy="best-of-k", acceptance="pixel-score",
+                                session=SessionConfig(k=8, max_iters=20, fallback="v0.1", early_stop=False)),
                     out=tmp_path / "v0.1", workers=0, progress=False)
     assert float(old["final_dice"].mean()) < final["unet-complete"] - 0.05
 

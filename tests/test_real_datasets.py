@@ -13,6 +13,7 @@ from probseg.data import Example, load_image_folder, load_medscribble, load_nift
 from simulator.cli import main as simulate_main
 from simulator.datasets import RealSessions, make_dataset
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig
 
 MEDSCRIBBLE = Path(__file__).resolve().parents[2] / "shared" / "medscribble"
 TASKS = ["ACDC", "BTCV", "CAMUS", "HipXRay", "OASIS", "OCTA500", "STARE", "WBC"]
@@ -352,7 +353,8 @@ def test_cli_missing_manifest_is_one_line_exit_2(tmp_path, capsys):
 @needs_medscribble
 def test_random_walker_human_start_end_to_end(tmp_path):
     settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=WBC", method="random-walker",
-                           policy="best-of-k", k=1, start="human", n_sessions=3, max_iters=2)
+                           policy="best-of-k", n_sessions=3,
+                           session=SessionConfig(k=1, start="human", max_iters=2))
     steps, sessions, summary = run(settings, out=tmp_path / "r", workers=0, progress=False)
     assert len(sessions) == 3 and len(steps) == 6 and summary["n_sessions"] == 3
     assert all(i.startswith("medscribble/WBC/CV/") for i in sessions["image"])

@@ -10,6 +10,7 @@ import torch
 from probseg.checkpoint import save_checkpoint
 from probseg.model import CONFIGS, build_network
 from simulator.runner import RunSettings, run
+from simulator.session import SessionConfig
 from simulator.study import parse_study
 
 MEDSCRIBBLE = Path(__file__).resolve().parents[2] / "shared" / "medscribble"
@@ -31,8 +32,9 @@ def acdc_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_checkpoint_is_refused_on_a_task_it_was_trained_on(acdc_checkpoint: Path, tmp_path: Path) -> None:
-    settings = RunSettings(dataset=_dataset("ACDC,WBC"), method="unet-complete", checkpoint=str(acdc_checkpoint),
-                           policy="first", k=1, n_sessions=1, max_iters=1)
+    settings = RunSettings(dataset=_dataset("ACDC,WBC"), method="unet-complete",
+                           checkpoint=str(acdc_checkpoint), policy="first", n_sessions=1,
+                           session=SessionConfig(k=1, max_iters=1))
     with pytest.raises(ValueError, match=r"^checkpoint: .*trained on ACDC"):
         run(settings, out=tmp_path / "run", workers=0, progress=False)
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -40,7 +42,8 @@ def test_a_checkpoint_is_refused_on_a_task_it_was_trained_on(acdc_checkpoint: Pa
 
 def test_the_same_checkpoint_runs_on_unseen_tasks(acdc_checkpoint: Path, tmp_path: Path) -> None:
     settings = RunSettings(dataset=_dataset("WBC"), method="unet-complete", checkpoint=str(acdc_checkpoint),
-                           policy="first", k=1, n_sessions=2, max_iters=2, start="human")
+                           policy="first", n_sessions=2,
+                           session=SessionConfig(k=1, max_iters=2, start="human"))
     _, sessions, _ = run(settings, out=tmp_path / "run", workers=0, progress=False)
     assert list(sessions["task"]) == ["WBC", "WBC"]
     assert list(sessions["target"]) == ["annotator-0", "annotator-1"]

@@ -40,7 +40,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         base = dict(policy="best-of-k", n_sessions=N_SESSIONS, max_iters=MAX_ITERS, chunk_size=3)
         base.update(kw)
         out[label] = root / label
-        run(RunSettings(**base), out=out[label], workers=0, progress=False)
+        run(RunSettings.from_dict(base), out=out[label], workers=0, progress=False)
     out["rw-copy"] = root / "rw-copy"
     shutil.copytree(out["random-walker"], out["rw-copy"])
     return out

@@ -21,6 +21,7 @@ import pytest
 from simulator.metrics import session_metrics
 from simulator.report import comparison_table, load_study_results, main, write_report
 from simulator.runner import RunSettings, summarize
+from simulator.session import SessionConfig
 from simulator.stats import cluster_values, minimal_detectable_difference
 
 MAX_ITERS = 6
@@ -71,8 +72,9 @@ def write_fake_run(
     gap to 1 per iteration. Its metrics come from :func:`simulator.metrics.session_metrics`, as in a run.
     """
     path.mkdir(parents=True, exist_ok=True)
-    settings = RunSettings(dataset=dataset, method=method, policy=policy, k=k, start=start, max_iters=MAX_ITERS)
-    effort = settings.effort_model()
+    settings = RunSettings(dataset=dataset, method=method, policy=policy,
+                           session=SessionConfig(k=k, start=start, max_iters=MAX_ITERS))
+    effort = settings.effort
     rate = 0.4 if METHOD_KIND[method] == "partial" else 1.0 / 3.0
     step_rows, session_rows = [], []
     for index, (task, image, target) in enumerate(sessions):
@@ -95,7 +97,7 @@ def write_fake_run(
     steps_df.to_parquet(path / "steps.parquet", index=False)
     sessions_df.to_parquet(path / "sessions.parquet", index=False)
     config = {
-        "settings": settings.to_dict(), "session": settings.session_config().to_dict(),
+        "settings": settings.to_dict(), "session": settings.session.to_dict(),
         "effort": {"c_click": effort.c_click, "c_inspect": effort.c_inspect, "b_choose": effort.b_choose},
         "method": {"name": method, "kind": METHOD_KIND[method], "multi": k > 1, "checkpoint": "", "rw_beta": None},
         "versions": {}, "git_commit": "fake", "host": "test",

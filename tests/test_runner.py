@@ -13,6 +13,7 @@ import pytest
 
 from simulator.cli import main as simulate_main
 from simulator.runner import TIMING_COLUMNS, RunSettings, run
+from simulator.session import SessionConfig
 
 SESSION_COLUMNS = [
     "noc_80", "noc_85", "noc_90", "reached_80", "reached_85", "reached_90", "noi_80", "noi_85", "noi_90",
@@ -26,7 +27,7 @@ def _settings(ckpt, **kw) -> RunSettings:
     base = dict(method="probseg", checkpoint=str(ckpt), policy="best-of-k", k=4, n_sessions=6, max_iters=3,
                 chunk_size=2, seed=3)
     base.update(kw)
-    return RunSettings(**base)
+    return RunSettings.from_dict(base)
 
 
 def _drop_timing(df: pd.DataFrame) -> pd.DataFrame:
@@ -109,11 +110,11 @@ def test_out_made_with_another_tuned_walker_is_refused(tmp_path, monkeypatch):
 
     walker = dict(method="random-walker", policy="first", k=1, n_sessions=2, max_iters=2, chunk_size=2, seed=3)
     out = tmp_path / "r"
-    run(RunSettings(**walker), out=out, workers=0, progress=False)
+    run(RunSettings.from_dict(walker), out=out, workers=0, progress=False)
     config = json.loads((out / "config.json").read_text())
     assert config["method"]["rw_beta"] == baselines.tuned_beta("random-walker")
     assert config["method"]["rw_mode"] == baselines.tuned_mode("random-walker")
-    run(RunSettings(**walker), out=out, workers=0, progress=False)  # same tuned values: resumes
+    run(RunSettings.from_dict(walker), out=out, workers=0, progress=False)  # same tuned values: resumes
     table = json.loads(baselines.TUNED_PATH.read_text())
     before = table["disks"]["random-walker"]["mode"]
     after = "cg_j" if before != "cg_j" else "bf"
@@ -122,7 +123,7 @@ def test_out_made_with_another_tuned_walker_is_refused(tmp_path, monkeypatch):
     retuned.write_text(json.dumps(table))
     monkeypatch.setattr(baselines, "TUNED_PATH", retuned)
     with pytest.raises(ValueError, match=f"out: .*another random walker \\(rw_mode '{before}', now '{after}'"):
-        run(RunSettings(**walker), out=out, workers=0, progress=False)
+        run(RunSettings.from_dict(walker), out=out, workers=0, progress=False)
 
 
 def test_worker_death_is_retried_and_no_session_lost_or_doubled(tiny_checkpoint, tmp_path):
@@ -227,7 +228,7 @@ def _strict_json(text: str):
 
 def test_summary_is_strict_json_also_for_a_resumed_run(tmp_path):
     out = tmp_path / "r"
-    settings = RunSettings(n_sessions=2, max_iters=2)
+    settings = RunSettings(n_sessions=2, session=SessionConfig(max_iters=2))
     _, _, first = run(settings, out=out, workers=0, progress=False)
     on_disk = _strict_json((out / "summary.json").read_text())
     assert on_disk["n_sessions_run"] == 2 and on_disk["sessions_per_second"] > 0

@@ -14,6 +14,7 @@ from probseg.predictor import ProbSeg
 from simulator.corrections import Click, apply_click, click_brush, click_start
 from simulator.methods import METHODS, ProbSegMethod, RandomWalkerMethod, make_method
 from simulator.metrics import dice, session_metrics
+from simulator.policies import make_policy
 from simulator.session import STEP_KEYS, TIMING_KEYS, SessionConfig, run_session
 
 H = 16
@@ -85,9 +86,12 @@ def decide_everything_foreground(mask: np.ndarray, seg: np.ndarray, call: int) -
     return np.ones_like(mask), seg | ~mask
 
 
-def session(method: object, policy: str = "first", **kw: object) -> list[dict]:
+def session(method: object, policy: str = "first", *, trace: list | None = None,
+            human_scribbles: tuple | None = None, **kw: object) -> list[dict]:
+    """A session on the test image; ``kw`` are :class:`SessionConfig` fields."""
     kw.setdefault("max_iters", 4)
-    return run_session(IMAGE, GT, method, policy, rng=np.random.default_rng(0), **kw)
+    return run_session(IMAGE, GT, method, make_policy(policy), SessionConfig(**kw), np.random.default_rng(0),
+                       human_scribbles=human_scribbles, trace=trace)
 
 
 def replay(mask: np.ndarray, seg: np.ndarray, clicks: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -246,18 +250,21 @@ def test_bad_settings_raise_naming_the_argument(kw, match):
 
 def test_bad_inputs_raise_naming_the_argument():
     fake = Fake("partial", keep)
-    with pytest.raises(ValueError, match="target"):
-        run_session(IMAGE, GT.astype(np.uint8), fake, "first", rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="target"):
-        run_session(IMAGE, GT[:8], fake, "first", rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="image"):
-        run_session(IMAGE[0], GT, fake, "first", rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="rng"):
-        run_session(IMAGE, GT, fake, "first", rng=0)
-    with pytest.raises(ValueError, match="method"):
-        run_session(IMAGE, GT, "sam", "first", rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="policy"):
-        run_session(IMAGE, GT, fake, "oracle", rng=np.random.default_rng(0))
+    first, cfg, rng = make_policy("first"), SessionConfig(), np.random.default_rng(0)
+    with pytest.raises(ValueError, match="^target"):
+        run_session(IMAGE, GT.astype(np.uint8), fake, first, cfg, rng)
+    with pytest.raises(ValueError, match="^target"):
+        run_session(IMAGE, GT[:8], fake, first, cfg, rng)
+    with pytest.raises(ValueError, match="^image"):
+        run_session(IMAGE[0], GT, fake, first, cfg, rng)
+    with pytest.raises(ValueError, match="^rng"):
+        run_session(IMAGE, GT, fake, first, cfg, 0)
+    with pytest.raises(ValueError, match="^method: 'str' breaks the Method contract: it has no name"):
+        run_session(IMAGE, GT, "sam", first, cfg, rng)  # a name is not a method: make_method("sam") makes one
+    with pytest.raises(ValueError, match=r"^policy: expected a Policy.*make_policy\('first'\)"):
+        run_session(IMAGE, GT, fake, "first", cfg, rng)
+    with pytest.raises(ValueError, match="^config: expected a SessionConfig, got dict"):
+        run_session(IMAGE, GT, fake, first, {"max_iters": 3}, rng)
 
 
 def test_a_method_breaking_its_contract_is_caught():
@@ -318,7 +325,8 @@ def test_random_walker_cg_mg_without_pyamg_is_refused_not_swapped(monkeypatch):
 def test_random_walker_sessions_on_one_disk_reach_high_dice_quickly(name):
     for seed in range(3):
         disk = make_disk_image(np.random.default_rng([11, seed]), DiskSpec(n_disks=1))
-        steps = run_session(disk.image, disk.disks[0], name, "first", max_iters=10, rng=np.random.default_rng(seed))
+        steps = run_session(disk.image, disk.disks[0], make_method(name), make_policy("first"), SessionConfig(max_iters=10),
+                            np.random.default_rng(seed))
         m = session_metrics(steps)
         assert m["final_dice"] > 0.8
         assert m["reached_90"] and m["noc_90"] <= 4
@@ -375,8 +383,8 @@ def test_probseg_session_end_to_end_and_deterministic():
     method = ProbSegMethod(tiny("paper"))
 
     def run(seed: int):
-        return run_session(disk.image, disk.disks[0], method, "best-of-k", k=4, max_iters=4,
-                           rng=np.random.default_rng(seed))
+        return run_session(disk.image, disk.disks[0], method, make_policy("best-of-k"),
+                           SessionConfig(k=4, max_iters=4), np.random.default_rng(seed))
 
     steps = run(0)
     assert len(steps) == 4
@@ -395,8 +403,8 @@ def test_probseg_session_end_to_end_and_deterministic():
 
 def test_complete_probseg_session_decides_every_pixel():
     disk = make_disk_image(np.random.default_rng(4))
-    steps = run_session(disk.image, disk.disks[1], ProbSegMethod(tiny("paper-complete")), "model-ranked",
-                        k=3, max_iters=3, rng=np.random.default_rng(0))
+    steps = run_session(disk.image, disk.disks[1], ProbSegMethod(tiny("paper-complete")), make_policy("model-ranked"),
+                        SessionConfig(k=3, max_iters=3), np.random.default_rng(0))
     assert all(s["coverage"] == 1.0 and s["n_pending"] == 0 for s in steps)
     assert all(s["chosen"] == int(np.argmax(s["candidate_scores"])) for s in steps)
 

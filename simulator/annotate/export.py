@@ -55,7 +55,7 @@ def export(service: StudyService, out: str | Path, effort: EffortModel = EffortM
         }
         steps, sessions = rows.setdefault((task.arm, pid), ([], []))
         steps.extend({**ident, **s} for s in session.steps)
-        m = session_metrics(session.steps, corrections_per_iter=1, max_iters=settings.max_iters, effort_model=effort)
+        m = session_metrics(session.steps, corrections_per_iter=1, max_iters=settings.session.max_iters, effort_model=effort)
         sessions.append({**ident, **m, "session_seconds": sum(s["total_seconds"] for s in session.steps)})
     if not rows:
         raise ValueError(f"db: {service.store.path} holds no finished study case yet")
@@ -70,7 +70,7 @@ def export(service: StudyService, out: str | Path, effort: EffortModel = EffortM
         settings.n_sessions = max(study.cases) + 1
         method = service.method(arm_index)
         config = {
-            "settings": settings.to_dict(), "session": settings.session_config().to_dict(),
+            "settings": settings.to_dict(), "session": settings.session.to_dict(),
             "effort": asdict(effort),
             "method": {"name": method.name, "kind": method.kind, "multi": method.multi},
             "annotator": f"human:{pid}", "study": study.to_dict(), "source": str(service.store.path),

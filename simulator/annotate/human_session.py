@@ -34,7 +34,7 @@ import numpy as np
 
 from probseg.interaction import Click, apply_click, brush_disk, error_regions, resolve_brush_radius
 from simulator.datasets import SessionCase, session_rng
-from simulator.methods import Method
+from simulator.methods import Method, checked
 from simulator.metrics import dice, hd95, iou
 from simulator.session import STEP_KEYS, SessionConfig, _diversity, _start
 
@@ -105,7 +105,7 @@ class HumanSession:
     def __init__(self, case: SessionCase, method: Method, config: SessionConfig, seed: int,
                  order_seed: Sequence[int]) -> None:
         self.case = case
-        self.method = method
+        self.method = checked(method)  # every answer checked against the Method contract, as a robot's session does
         self.cfg = config
         self.order_seed = [int(x) for x in order_seed]
         self.radius = resolve_brush_radius(config.brush_radius, case.target.shape)
@@ -246,8 +246,7 @@ class HumanSession:
         partial = self.method.kind == "partial"
         feed_mask, feed_seg = (st.cur_mask, st.cur_seg) if partial else (st.input_mask, st.input_seg)
         t0 = time.perf_counter()
-        masks, segs, scores = self.method.propose(self.case.image, feed_mask.copy(), feed_seg.copy(), self.n_ask,
-                                                  self._method_rng)
+        masks, segs, scores = self.method.propose(self.case.image, feed_mask, feed_seg, self.n_ask, self._method_rng)
         seconds = time.perf_counter() - t0
         # The screen order: seeded per participant, case and iteration, never by the model's scores.
         order = np.random.default_rng([*self.order_seed, self.case.index, number]).permutation(self.n_ask)

@@ -75,9 +75,9 @@ class StudyService:
         """A fresh case of ``task`` for ``participant`` (nothing applied yet)."""
         settings = self.study.run_settings(task.arm)
         if self._dataset is None:
-            self._dataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.start)
+            self._dataset = make_dataset(settings.dataset, settings.n_sessions, start=settings.session.start)
         case = self._dataset.case(task.case, self.study.seed)
-        return HumanSession(case, self.method(task.arm), settings.session_config(), self.study.seed,
+        return HumanSession(case, self.method(task.arm), settings.session, self.study.seed,
                             (self.study.seed, participant))
 
     def rebuild(self, participant: int, task_index: int, events: list[dict[str, Any]]) -> HumanSession:

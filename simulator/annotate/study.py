@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from simulator.corrections import START_KINDS
 from simulator.datasets import make_dataset
 from simulator.methods import METHODS
 from simulator.runner import RunSettings
+from simulator.session import SessionConfig
 
 __all__ = ["UserArm", "UserStudy", "Task", "latin_square_row", "load_user_study", "parse_user_study"]
 
@@ -85,8 +86,8 @@ class UserStudy:
         a = self.arms[arm]
         return RunSettings(
             dataset=self.dataset, n_sessions=max((*self.cases, *self.practice)) + 1, method=a.method,
-            checkpoint=a.checkpoint, policy="human", k=a.k, seed=self.seed, start=self.start,
-            max_iters=self.max_iters, brush_radius=self.brush_radius,
+            checkpoint=a.checkpoint, policy="human", seed=self.seed,
+            session=SessionConfig(k=a.k, start=self.start, max_iters=self.max_iters, brush_radius=self.brush_radius),
         )
 
     def plan(self, participant: int) -> list[Task]:
@@ -206,11 +207,10 @@ def parse_user_study(raw: dict[str, Any], path: Path | None = None) -> UserStudy
         raise _err("cases", f"the study needs {n_needed} sessions of {study.dataset!r} (cases and practice), "
                             f"which has {available}")
     for i in range(len(arms)):
-        settings = study.run_settings(i)
         try:
             # The simulator's own checks (method, checkpoint, K, start, brush); "human" is not one of its
             # policies, so the arm is checked under a robot policy.
-            RunSettings(**{**settings.to_dict(), "policy": "first"}).validate()
+            replace(study.run_settings(i), policy="first").validate()
         except ValueError as exc:
             raise _err(f"arms[{i}]", str(exc)) from None
     return study

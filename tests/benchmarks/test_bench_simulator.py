@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import probseg
 import simulator.runner as runner_module
 import simulator.session as session_module
 from simulator.runner import DEFAULT_BATCH_SIZE, RunSettings, run, run_chunk
+from simulator.session import SessionConfig
 
 pytestmark = pytest.mark.benchmark
 
@@ -37,7 +39,8 @@ _THROUGHPUT: dict[int, float] = {}
 def _settings() -> RunSettings:
     if "disks" not in probseg.available():
         pytest.skip("the shipped 'disks' checkpoint is not installed")
-    return RunSettings(method="probseg", policy="best-of-k", k=8, n_sessions=N_SESSIONS, chunk_size=20)
+    return RunSettings(method="probseg", policy="best-of-k", n_sessions=N_SESSIONS, chunk_size=20,
+                       session=SessionConfig(k=8))
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
@@ -70,7 +73,7 @@ MEDSCRIBBLE = Path(__file__).resolve().parents[3] / "shared" / "medscribble"
 _PHASES = {
     "policy": (),  # the policy object's choose, wrapped below
     "correction": ("next_click", "apply_click", "error_regions"),
-    "logging": ("dice", "iou", "hd95", "_candidate_dice", "_diversity", "stop_reason", "_check_proposals"),
+    "logging": ("dice", "iou", "hd95", "_candidate_dice", "_diversity", "stop_reason"),
 }
 
 
@@ -157,7 +160,7 @@ def _compare(benchmark: Any, settings: RunSettings, n: int, label: str) -> None:
 def test_step_shares_on_disks(benchmark, early_stop):
     """The main job's arm (probseg, best-of-8) on disks; with early stop off, every session runs 20 iterations."""
     settings = _settings()
-    settings.early_stop = early_stop
+    settings.session = replace(settings.session, early_stop=early_stop)
     _compare(benchmark, settings, 200 if early_stop else 40, f"disks, early stop {'on' if early_stop else 'off'}")
 
 
@@ -165,6 +168,7 @@ def test_step_shares_on_256px_images(benchmark):
     """probseg (the medical model) on 256x256 MedScribble images, early stop off."""
     if not MEDSCRIBBLE.is_dir() or "medical" not in probseg.available():
         pytest.skip("MedScribble data or the medical checkpoint is missing")
-    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,OASIS,OCTA500,WBC", method="probseg",
-                           policy="best-of-k", k=8, start="human", n_sessions=16, max_iters=5, early_stop=False)
+    settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,OASIS,OCTA500,WBC",
+                           method="probseg", policy="best-of-k", n_sessions=16,
+                           session=SessionConfig(k=8, start="human", max_iters=5, early_stop=False))
     _compare(benchmark, settings, 16, "256x256 MedScribble, medical model, early stop off, 5 iterations")
