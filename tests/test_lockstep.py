@@ -206,7 +206,7 @@ def test_the_fast_path_shares_a_longer_run_with_ray_with_the_same_tables(tmp_pat
         return hybrid(sdict, method, chunks, todo, *args)
 
     monkeypatch.setattr(runner, "_run_hybrid", spy)
-    settings = RunSettings(n_sessions=40, chunk_size=5, max_iters=3)
+    settings = RunSettings(n_sessions=40, chunk_size=5, session=SessionConfig(max_iters=3))
     # A start-up of ~0 s: Ray always pays off, so this process and a Ray worker share the chunks.
     got = _tables(settings, tmp_path / "hybrid", workers=2, ray_startup_seconds=1e-9)
     assert calls == [list(range(1, 8))]  # every chunk but the timed first one
