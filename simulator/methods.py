@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 import numpy as np
-from skimage.segmentation import random_walker
 
 import probseg
 
@@ -298,6 +297,8 @@ def walker_probabilities(image: np.ndarray, labels: np.ndarray, beta: float, mod
     scikit-image would divide by its zero spread), so every edge gets the same weight: the walker
     runs on a ramp at a negligible beta, which leaves each weight within 1e-9 of the others.
     """
+    from skimage.segmentation import random_walker  # scikit-image's import is slow; only the walker needs it
+
     unit = _normalise01(image)
     if unit.max() <= 0:
         unit, beta = np.indices(unit.shape).sum(axis=0) / max(sum(unit.shape) - 2, 1), 1e-9

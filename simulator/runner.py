@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from tqdm.auto import tqdm
 
 from probseg.atomic import atomic_write
+from probseg.lazy import lazy_import
 
 from .datasets import DATASETS, SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
@@ -34,6 +33,8 @@ from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
 from .lockstep import LockstepCase, run_lockstep
 from .session import STEP_KEYS, SessionConfig, run_session
 from .setting import flatten, setting, unflatten
+
+pd = lazy_import("pandas")  # imported on first use: --help and usage errors come at once
 
 __all__ = ["RunSettings", "run", "run_chunk", "summarize", "RESULTS_DIR"]
 
@@ -497,6 +498,8 @@ def run(
     todo = [j for j, (sp, ss) in enumerate(paths) if not (sp.exists() and ss.exists())]
     sdict = settings.to_dict()
     n_run = sum(len(chunks[j]) for j in todo)
+    from tqdm.auto import tqdm
+
     bar = tqdm(total=len(dataset), initial=len(dataset) - n_run, desc=f"{settings.method}/{settings.policy}",
                unit="session", disable=not progress)
 
