@@ -87,7 +87,7 @@ _CAPTIONS = {
     "dice-vs-clicks-per-task.png": "mean Dice after c clicks per task, a line per arm (no CI bands: a task "
                                    "holds only a few images).",
 }
-_FILMSTRIP_CAPTION = ("first iterations of a replayed session: the candidates (chosen one in a gold frame), the "
+_FILMSTRIP_CAPTION = ("first iterations of a session, as its steps.parquet stores them: the candidates (chosen one in a gold frame), the "
                       "robot's clicks (green positive, red negative) and the state after them; red: decided "
                       "foreground, blue: decided background.")
 _CURVES_NOTE = ("Each method family has one colour in every figure (its arms: shades and line styles of it); "

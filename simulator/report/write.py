@@ -99,7 +99,7 @@ def write_report(
         endpoint: the primary endpoint metric (default: the study's ``primary_endpoint``, else
             ``noc_90``); one of :data:`METRICS` or ``EXTRA_METRICS``.
         n_boot, seed: bootstrap resamples and seed (default: the study's ``bootstrap``, else 2000 and 0).
-        figures: draw the PNG figures (and replay the example sessions).
+        figures: draw the PNG figures.
     Returns:
         A dict: ``paths`` (name -> Path of every file written), ``summary`` and ``comparison``
         (DataFrames as in the CSV files), ``multi_seed`` (DataFrame), ``warnings`` (list of str),
