@@ -49,10 +49,15 @@ def decode(blob: bytes) -> np.ndarray:
         raise ValueError(f"blob: expected the bytes of encode(), got {type(blob).__name__}")
     blob = bytes(blob)
     ndim = blob[0]
-    shape = struct.unpack_from(f"<{ndim}I", blob, 1)
-    bits = np.frombuffer(zlib.decompress(blob[1 + 4 * ndim:]), dtype=np.uint8)
-    n = int(np.prod(shape, dtype=np.int64))
-    return np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+    try:
+        shape = struct.unpack_from(f"<{ndim}I", blob, 1)
+        bits = np.frombuffer(zlib.decompress(blob[1 + 4 * ndim:]), dtype=np.uint8)
+        n = int(np.prod(shape, dtype=np.int64))
+        if bits.size * 8 < n:
+            raise ValueError(f"{bits.size * 8} bits for shape {shape}")
+        return np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+    except (struct.error, zlib.error, ValueError) as exc:
+        raise ValueError(f"blob: not the bytes of encode(): {exc}") from None
 
 
 def state_columns(shot: dict[str, Any], mask: np.ndarray, seg: np.ndarray) -> dict[str, bytes | None]:

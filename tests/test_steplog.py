@@ -33,6 +33,10 @@ def test_encoded_masks_are_small_and_bad_input_is_refused():
         encode(np.zeros((4, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="blob"):
         decode(None)  # type: ignore[arg-type]
+    blob = encode(disk)
+    for bad in (blob[:3], blob[:-4], blob[:1] + b"\xff" * 8 + blob[9:]):
+        with pytest.raises(ValueError, match="blob: not the bytes of encode"):
+            decode(bad)
 
 
 # --- n_shown and effort_seconds, by hand -----------------------------------------------------------------------
