@@ -242,6 +242,12 @@ def test_whole_flow_resume_export_and_report(client: tuple[TestClient, list[str]
     sessions = pd.read_parquet(out / runs[0] / "sessions.parquet")
     assert set(steps["annotator"]) == {"human:0"} and list(sessions["session"]) == [0, 1]
     assert steps[steps["session"] == 1]["dice"].tolist() == robot_dice[2]
+    # the columns a robot run writes: candidates shown (none on a hand-in step) and each step's priced effort
+    assert 4 in set(steps["n_shown"]) and set(steps["n_shown"]) <= {0, 4}
+    for session, g in steps.groupby("session"):
+        clicks = np.diff(np.concatenate([[0], g["clicks_so_far"].to_numpy()]))
+        by_hand = clicks * 2.45 + 1.35 + 0.15 * np.log2(np.maximum(1, g["n_shown"].to_numpy()))
+        assert np.allclose(g["effort_seconds"], by_hand, rtol=0, atol=1e-12)
     assert json.loads((out / runs[0] / "config.json").read_text())["settings"]["policy"] == "human"
 
     # probseg-report reads the export beside a robot arm of the same cases
