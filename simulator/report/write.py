@@ -11,7 +11,7 @@ import pandas as pd
 
 from probseg.atomic import atomic_write
 
-from ..arms import Arm, image_codes
+from ..arms import image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
 from .figure_set import draw_figures, figure_lines
 from .load import check_paired, image_set_warning, load_inputs
