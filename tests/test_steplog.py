@@ -135,16 +135,21 @@ def test_filmstrip_needs_no_method(arm_dirs, tmp_path, monkeypatch):
         assert warning is None and path.stat().st_size > 1000
 
 
+def _old_copy(run_dir: Path, old: Path) -> Path:
+    """``run_dir`` as a run written before steps.parquet held n_shown, effort_seconds and states."""
+    old.mkdir()
+    for name in ("config.json", "sessions.parquet", "summary.json"):
+        (old / name).write_bytes((run_dir / name).read_bytes())
+    steps = pd.read_parquet(run_dir / "steps.parquet")
+    steps.drop(columns=[*STATE_KEYS, "n_shown", "effort_seconds"]).to_parquet(old / "steps.parquet", index=False)
+    return old
+
+
 def test_old_run_folder_skips_the_filmstrip_with_a_warning(arm_dirs, tmp_path):
     from simulator.figures import plot_filmstrip
     from simulator.report import write_report
 
-    old = tmp_path / "old"
-    old.mkdir()
-    for name in ("config.json", "sessions.parquet", "summary.json"):
-        (old / name).write_bytes((arm_dirs["unet"] / name).read_bytes())
-    steps = pd.read_parquet(arm_dirs["unet"] / "steps.parquet")
-    steps.drop(columns=[*STATE_KEYS, "n_shown", "effort_seconds"]).to_parquet(old / "steps.parquet", index=False)
+    old = _old_copy(arm_dirs["unet"], tmp_path / "old")
     with pytest.raises(ValueError, match="rerun the arm"):
         plot_filmstrip(load_run(old), tmp_path / "x.png")
     res = write_report([old, arm_dirs["probseg-k4"]], out=tmp_path / "report", n_boot=20)
@@ -152,3 +157,13 @@ def test_old_run_folder_skips_the_filmstrip_with_a_warning(arm_dirs, tmp_path):
     assert len(skipped) == 1 and "rerun the arm" in skipped[0] and "\n" not in skipped[0]
     assert (tmp_path / "report" / "filmstrip-probseg.png").is_file()
     assert not (tmp_path / "report" / "filmstrip-unet-complete.png").exists()
+
+
+def test_a_methods_filmstrip_comes_from_an_arm_that_stores_states(arm_dirs, tmp_path):
+    from simulator.report import write_report
+
+    old = _old_copy(arm_dirs["unet"], tmp_path / "old")  # the reference: first in line, but no states
+    res = write_report([old, arm_dirs["unet"]], out=tmp_path / "report", n_boot=20)
+    assert not [w for w in res["warnings"] if "filmstrip" in w]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Example session of `unet-complete` (arm `unet`, session 0)" in text
