@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arms import Arm
-from .metrics import EffortModel
+from .metrics import EffortCounts, EffortModel
 
 __all__ = [
     "dice_at_clicks_matrix",
@@ -58,9 +58,11 @@ def cumulative_effort(s: dict[str, np.ndarray], model: EffortModel) -> np.ndarra
 
     ``s`` is one session's step arrays (an entry of :attr:`Arm.session_steps`).
     """
-    i = np.arange(1, len(s["dice"]) + 1)
-    bits = np.cumsum(np.log2(np.maximum(1, s["n_candidates"])))
-    return s["clicks_so_far"] * model.c_click + i * model.c_inspect + model.b_choose * bits
+    k = np.maximum(1, s["n_candidates"])
+    # The running sums of the steps' counts, priced by the one pricing rule (EffortModel.seconds works on arrays).
+    running = EffortCounts(clicks=s["clicks_so_far"], iterations=np.arange(1, len(s["dice"]) + 1),
+                           choices=np.cumsum(k > 1), choice_bits=np.cumsum(np.log2(k)))
+    return model.seconds(running)
 
 
 def dice_by_effort_matrix(arm: Arm, grid: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 Every function draws on a bare matplotlib ``Figure`` (the Agg canvas; pyplot's global state and
 backend are never touched) and writes one PNG atomically. The curves are :mod:`simulator.curves`'
 matrices, their 95% bands a cluster bootstrap over images (:mod:`simulator.stats`). A filmstrip
-replays a session of a run deterministically (:func:`replay_session`) and draws its first iterations.
+draws a session's first iterations from the states its steps.parquet stores (:mod:`simulator.steplog`);
+:func:`replay_session`, which re-runs a session with its method, is kept to verify a run, never drawn from.
 """
 
 from __future__ import annotations
@@ -461,7 +462,8 @@ def plot_k_sweep(arms: Sequence[Arm], summary: pd.DataFrame, path: str | os.Path
 
 
 def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
-    """Replay session ``index`` of a run deterministically, with a trace.
+    """Replay session ``index`` of a run deterministically, with a trace: a tool to verify a run (tests check
+    that the states steps.parquet stores are the replayed ones); the report never calls it.
 
     Returns ``(steps, trace, case)``: the step records of :func:`simulator.session.run_session`, its
     per-iteration trace (bool (H, W) states, bool (K, H, W) candidates, clicks) and the
@@ -497,36 +499,47 @@ def _clicks_xy(clicks: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def plot_filmstrip(arm: Arm, path: str | os.PathLike, index: int = 0, n_iters: int = 3,
                    max_candidates: int = 8) -> tuple[Path, str | None]:
-    """Replay session ``index`` of ``arm`` and draw its first ``n_iters`` iterations, one per row.
+    """Draw the first ``n_iters`` iterations of session ``index`` of ``arm``, one per row, from its steps.parquet.
 
-    Columns: the image, the target, the input the method was given, the K candidates (the chosen one
-    outlined), the chosen state with the robot's corrections (green: positive click, red:
-    negative), and the state after them. Decided foreground red, decided background blue.
-    Returns ``(path, warning)``: a warning string when the replayed Dice differ from steps.parquet.
+    The states come from the run's stored masks (:func:`simulator.steplog.read_states`), the image and
+    target from its dataset: no method is built and no session is run. Columns: the image, the target,
+    the input the method was given, the K candidates (the chosen one outlined), the chosen state with
+    the robot's corrections (green: positive click, red: negative), and the state after them. Decided
+    foreground red, decided background blue.
+    Returns ``(path, warning)``: a warning string when the dataset's target does not give the recorded
+    Dice of the stored states (the data changed since the run), else None.
+
+    Raises:
+        ValueError: when the run stores no states (one line saying why: an arm run before they were
+            stored is to be rerun; a person's sessions keep none).
     """
     from probseg.reproduce import overlay
 
-    from .corrections import Click, apply_click, resolve_brush_radius
+    from .datasets import make_dataset
+    from .metrics import dice
+    from .steplog import read_states
 
-    steps, trace, case = replay_session(arm, index)
-    warning = None
-    recorded = arm.steps[arm.steps["session"] == index].sort_values("iteration")["dice"].to_numpy(dtype=float)
-    replayed = np.array([s["dice"] for s in steps], dtype=float)
-    if recorded.shape != replayed.shape or not np.allclose(recorded, replayed, rtol=0, atol=1e-9):
-        warning = (f"the replayed session {index} of arm {arm.label!r} does not match its steps.parquet Dice "
-                   f"(recorded {np.round(recorded[:5], 4).tolist()}, replayed {np.round(replayed[:5], 4).tolist()}); "
-                   "its filmstrip may not show the recorded session")
+    try:
+        rows = read_states(arm.run_dir / "steps.parquet", index, n_iters)
+    except ValueError as exc:
+        why = ("a person's sessions (probseg-annotate) keep no states" if arm.config.get("annotator")
+               else "rerun the arm to store them")
+        raise ValueError(f"{exc}; {why}") from None
+    s = arm.settings
+    case = make_dataset(s["dataset"], s.get("n_sessions"), start=s.get("start")).case(index, int(s.get("seed", 0)))
     image, target = case.image, case.target
-    radius = resolve_brush_radius(arm.settings.get("brush_radius"), target.shape)
-    rows = trace[:n_iters]
+    recorded = arm.steps[arm.steps["session"] == index].sort_values("iteration")["dice"].to_numpy(dtype=float)
+    redrawn = np.array([dice(t["seg"], target) if t["seg"].shape == target.shape else np.nan for t in rows])
+    warning = None
+    if recorded.shape[0] < len(rows) or not np.allclose(recorded[:len(rows)], redrawn, rtol=0, atol=1e-9):
+        warning = (f"the stored states of session {index} of arm {arm.label!r} do not give its steps.parquet Dice "
+                   f"on the dataset's target (recorded {np.round(recorded[:len(rows)], 4).tolist()}, drawn "
+                   f"{np.round(redrawn, 4).tolist()}): the data changed since the run; its filmstrip may be wrong")
     k = min(max_candidates, max(len(t["masks"]) for t in rows))
     n_cols = 3 + k + 2
     fig = _figure(1.35 * n_cols, 1.5 * len(rows) + 0.5)
     full = np.ones_like(target)
     for r, t in enumerate(rows):
-        after_mask, after_seg = t["mask"], t["seg"]
-        for c in t["clicks"]:
-            after_mask, after_seg = apply_click(target, after_mask, after_seg, Click(int(c[0]), int(c[1]), bool(c[2])), radius)
         panels: list[tuple[str, np.ndarray, dict[str, Any]]] = [
             ("image", overlay(image, np.zeros_like(target), target), {}),
             ("target", overlay(image, full, target), {}),
@@ -539,7 +552,7 @@ def plot_filmstrip(arm: Arm, path: str | os.PathLike, index: int = 0, n_iters: i
                 panels.append(("", np.ones((*target.shape, 3)), {"blank": True}))
         kept = "kept (all rejected)" if t["chosen"] < 0 else f"chosen {t['chosen'] + 1} + clicks"
         panels.append((kept, overlay(image, t["mask"], t["seg"]), {"clicks": t["clicks"]}))
-        panels.append(("result", overlay(image, after_mask, after_seg), {}))
+        panels.append(("result", overlay(image, t["after_mask"], t["after_seg"]), {}))
         for c_i, (title, rgb, opts) in enumerate(panels):
             ax = fig.add_subplot(len(rows), n_cols, r * n_cols + c_i + 1)
             ax.imshow(rgb, interpolation="nearest")

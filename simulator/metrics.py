@@ -32,8 +32,11 @@ __all__ = [
     "hd95",
     "iou",
     "mean_counts",
+    "priced_steps",
     "session_ends",
     "session_metrics",
+    "step_counts",
+    "step_effort",
     "tie_choose_click_ratio",
 ]
 
@@ -134,7 +137,34 @@ class EffortCounts:
 
 
 def _n_candidates(step: dict[str, Any]) -> int:
-    return max(1, len(step.get("candidate_dice", ())))
+    """Candidates shown at a step (``n_shown``; records written before it existed: their candidates' count)."""
+    shown = step["n_shown"] if "n_shown" in step else len(step.get("candidate_dice", ()))
+    return max(1, int(shown))
+
+
+def step_counts(steps: Sequence[dict[str, Any]]) -> list[EffortCounts]:
+    """Each step's own work, in order: the clicks made since the previous proposal (on iteration 1 the
+    start's, later the previous iteration's corrections), one inspection, and the choice among its
+    ``n_shown`` candidates. Their running sum at iteration i is the work until iteration i's choice;
+    the last step's own corrections are nobody's (no proposal followed them): see :func:`effort_counts`.
+    """
+    out, before = [], 0
+    for s in steps:
+        k, so_far = _n_candidates(s), int(s["clicks_so_far"])
+        out.append(EffortCounts(clicks=float(so_far - before), iterations=1.0, choices=float(k > 1),
+                                choice_bits=math.log2(k)))
+        before = so_far
+    return out
+
+
+def step_effort(steps: Sequence[dict[str, Any]], model: EffortModel) -> list[float]:
+    """Each step's ``effort_seconds``: its :func:`step_counts` priced by ``model``."""
+    return [model.seconds(c) for c in step_counts(steps)]
+
+
+def priced_steps(steps: Sequence[dict[str, Any]], model: EffortModel) -> list[dict[str, Any]]:
+    """The step records with their ``effort_seconds`` (:func:`step_effort`), as steps.parquet stores them."""
+    return [{**s, "effort_seconds": e} for s, e in zip(steps, step_effort(steps, model))]
 
 
 def _clicks_spent(steps: Sequence[dict[str, Any]]) -> int:
@@ -153,20 +183,20 @@ def _first_reaching(steps: Sequence[dict[str, Any]], threshold: float) -> int | 
 def effort_counts(steps: Sequence[dict[str, Any]], target: float = 0.90) -> EffortCounts:
     """The work until the first iteration whose Dice reaches ``target``, that iteration included.
 
-    Reached at iteration i: ``clicks = clicks_so_far`` there, ``iterations = i``, choices over
-    iterations 1..i. Never reached: the whole session, with every click actually made (the last
-    iteration's corrections included), not the NoC cap: effort is time spent, not a penalty.
+    The sum of :func:`step_counts` over iterations 1..i when reached at iteration i (``clicks =
+    clicks_so_far`` there, ``iterations = i``, choices over iterations 1..i). Never reached: the whole
+    session, with every click actually made -- the sum over every step plus the last iteration's
+    corrections -- not the NoC cap: effort is time spent, not a penalty.
     """
     _check_steps(steps)
     i = _first_reaching(steps, target)
-    upto = steps if i is None else steps[: i + 1]
-    clicks = _clicks_spent(steps) if i is None else int(steps[i]["clicks_so_far"])
-    ks = [_n_candidates(s) for s in upto]
+    upto = step_counts(steps if i is None else steps[: i + 1])
+    tail = _clicks_spent(steps) - int(steps[-1]["clicks_so_far"]) if i is None else 0
     return EffortCounts(
-        clicks=float(clicks),
+        clicks=float(sum(c.clicks for c in upto) + tail),
         iterations=float(len(upto)),
-        choices=float(sum(k > 1 for k in ks)),
-        choice_bits=float(sum(math.log2(k) for k in ks)),
+        choices=float(sum(c.choices for c in upto)),
+        choice_bits=float(sum(c.choice_bits for c in upto)),
     )
 
 

@@ -28,10 +28,10 @@ from probseg.lazy import lazy_import
 
 from .datasets import DATASETS, SessionDataset, make_dataset, session_rng
 from .methods import METHODS, Method, make_method
-from .metrics import EffortModel, session_ends, session_metrics
+from .metrics import EffortModel, priced_steps, session_ends, session_metrics
 from .policies import ACCEPTANCE_RULES, POLICIES, make_policy
 from .lockstep import LockstepCase, run_lockstep
-from .session import STEP_KEYS, SessionConfig, run_session
+from .session import SessionConfig, run_session
 from .setting import flatten, setting, unflatten
 
 pd = lazy_import("pandas")  # imported on first use: --help and usage errors come at once
@@ -241,7 +241,7 @@ def _run_sessions(
             "session": index, "task": case.task, "image": case.image_id, "target": case.target_id, "start": cfg.start,
             "seed": rs.seed, "method": rs.method, "policy": rs.policy, "k": cfg.k,
         }
-        step_rows.extend({**ident, **s} for s in steps)
+        step_rows.extend({**ident, **s} for s in priced_steps(steps, ctx.effort))
         m = session_metrics(steps, corrections_per_iter=cfg.corrections_per_iter, max_iters=cfg.max_iters,
                             effort_model=rs.effort)
         session_rows.append({**ident, **m, "session_seconds": seconds})

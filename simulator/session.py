@@ -57,9 +57,10 @@ from .methods import CheckedMethod, Method, checked
 from .metrics import HANDED_IN, dice, hd95, iou
 from .policies import Policy
 from .setting import setting
+from .steplog import LOGGED_ITERS, STATE_KEYS, no_states, state_columns
 
 __all__ = [
-    "FALLBACKS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
+    "FALLBACKS", "LOG_KEYS", "STOP_REASONS", "STEP_KEYS", "ProposalRequest", "SessionConfig", "run_session", "session_steps",
     "start_session", "stop_reason",
 ]
 
@@ -94,6 +95,10 @@ STEP_KEYS = (
     "stop",
 )
 TIMING_KEYS = ("model_seconds", "total_seconds")
+# The keys of a simulated session's step records: :data:`STEP_KEYS`, the number of candidates shown
+# (``n_shown``: K for a multi-proposal method, else 1) and the first iterations' states
+# (:mod:`simulator.steplog`), so that steps.parquet alone draws a filmstrip.
+LOG_KEYS = (*STEP_KEYS, "n_shown", *STATE_KEYS)
 
 
 def _is_int(x: Any) -> bool:
@@ -257,7 +262,7 @@ def run_session(
             the choice, before corrections) and ``clicks`` (as in the step record). The start input is
             in the first dict as ``start_mask``, ``start_seg``. Tracing never changes the session.
     Returns:
-        One dict per iteration with the keys :data:`STEP_KEYS`: ``dice``, ``iou``, ``hd95`` of the
+        One dict per iteration with the keys :data:`LOG_KEYS`: ``dice``, ``iou``, ``hd95`` of the
         chosen (or, on rejection, kept) segmentation given the clicks so far, before this iteration's
         corrections; ``coverage`` (decided fraction); ``n_fn``, ``n_fp`` (decided errors);
         ``n_pending``; ``click_made``, ``n_clicks`` (corrections made after recording); ``clicks``: those
@@ -271,7 +276,10 @@ def run_session(
         (NaN where the method has none); ``candidate_dice``; ``chosen`` (-1 = rejected);
         ``diversity`` (mean pairwise Dice distance of the candidates, 0 for K = 1);
         ``model_seconds`` (time in ``method.propose``); ``total_seconds`` (the whole iteration);
-        ``stop``: on the last record, why the session ended (one of :data:`STOP_REASONS`), else "".
+        ``stop``: on the last record, why the session ended (one of :data:`STOP_REASONS`), else "";
+        ``n_shown`` (candidates shown: ``k`` for a multi-proposal method, else 1); the states of the
+        first :data:`~simulator.steplog.LOGGED_ITERS` iterations as packed masks (``None`` later;
+        see :mod:`simulator.steplog`).
         There is no iteration-0 row: before the first proposal no method has acted, and iteration i's
         Dice already reflects exactly the start plus i - 1 rounds of corrections.
     Raises:
@@ -397,7 +405,8 @@ def session_steps(
         else:
             progressed = False
 
-        if trace is not None:
+        logged = iteration <= LOGGED_ITERS  # steps.parquet keeps these iterations' states (simulator.steplog)
+        if trace is not None or logged:
             shot: dict[str, Any] = {
                 "iteration": iteration, "shown_mask": feed_mask.copy(), "shown_seg": feed_seg.copy(),
                 "masks": np.asarray(masks, dtype=bool).copy(), "segs": np.asarray(segs, dtype=bool).copy(),
@@ -405,7 +414,8 @@ def session_steps(
             }
             if iteration == 1:
                 shot.update(start_mask=begin.mask.copy(), start_seg=begin.seg.copy())
-            trace.append(shot)
+            if trace is not None:
+                trace.append(shot)
         fn, fp = error_regions(target, cur_mask, cur_seg)
         record: dict[str, Any] = {
             "iteration": iteration,
@@ -452,8 +462,9 @@ def session_steps(
         clicks_so_far += n_clicks
         reason = "" if n_clicks == 0 else "error" if had_errors else "reject" if chosen < 0 else "stall"
         record.update(click_made=n_clicks > 0, n_clicks=n_clicks, click_reason=reason, clicks=made, stop=stop,
+                      n_shown=n_ask, **(state_columns(shot, cur_mask, cur_seg) if logged else no_states()),
                       model_seconds=model_seconds, total_seconds=time.perf_counter() - t_iter)
-        steps.append({key: record[key] for key in STEP_KEYS})
+        steps.append({key: record[key] for key in LOG_KEYS})
         if trace is not None:
             trace[-1]["clicks"] = [list(c) for c in made]
         if handed_in:

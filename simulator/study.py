@@ -139,6 +139,8 @@ def study_record(study: Study, quick: bool) -> dict[str, Any]:
         "bootstrap": {"n_boot": study.n_boot, "seed": study.boot_seed},
         "training": {"seeds": study.train_seeds, "retrain": study.retrain},
         "quick": quick,
+        # Each arm with its ``reference`` label, worked out once when the study is parsed; the report
+        # reads it from here (simulator.report.references).
         "arms": [a.to_dict() for a in study.arms],
         "reproduce": None,
     }

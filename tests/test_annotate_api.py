@@ -19,7 +19,7 @@ from simulator.annotate.store import Store
 from simulator.annotate.study import latin_square_row, load_user_study, parse_user_study
 from simulator.datasets import make_dataset, session_rng
 from simulator.policies import make_policy
-from simulator.session import SessionConfig, run_session
+from simulator.session import STEP_KEYS, SessionConfig, run_session
 
 # The study of these tests and of the browser tests: 2 cases, 1 practice case, 4 proposals at most.
 STUDY_HEADER = 'dataset = "disks"\ncases = 2\npractice = 1\nmax_iters = 4\n'
@@ -173,7 +173,7 @@ def test_robot_following_participant_matches_every_step_record(tmp_path: Path, m
         # ``chosen`` may name another of several identical candidates (the participant picks by what they see)
         drop = ("model_seconds", "total_seconds", "click_reason", "candidate_scores", "chosen")
         assert [{k_: v for k_, v in s.items() if k_ not in drop} for s in session.steps] == \
-            [{k_: v for k_, v in s.items() if k_ not in drop} for s in robot]
+            [{k_: v for k_, v in s.items() if k_ not in drop and k_ in STEP_KEYS} for s in robot]  # a person's: no states
         assert [s["chosen"] < 0 for s in session.steps] == [s["chosen"] < 0 for s in robot]
 
 
@@ -243,6 +243,12 @@ def test_whole_flow_resume_export_and_report(client: tuple[TestClient, list[str]
     sessions = pd.read_parquet(out / runs[0] / "sessions.parquet")
     assert set(steps["annotator"]) == {"human:0"} and list(sessions["session"]) == [0, 1]
     assert steps[steps["session"] == 1]["dice"].tolist() == robot_dice[2]
+    # the columns a robot run writes: candidates shown (none on a hand-in step) and each step's priced effort
+    assert 4 in set(steps["n_shown"]) and set(steps["n_shown"]) <= {0, 4}
+    for session, g in steps.groupby("session"):
+        clicks = np.diff(np.concatenate([[0], g["clicks_so_far"].to_numpy()]))
+        by_hand = clicks * 2.45 + 1.35 + 0.15 * np.log2(np.maximum(1, g["n_shown"].to_numpy()))
+        assert np.allclose(g["effort_seconds"], by_hand, rtol=0, atol=1e-12)
     assert json.loads((out / runs[0] / "config.json").read_text())["settings"]["policy"] == "human"
 
     # probseg-report reads the export beside a robot arm of the same cases

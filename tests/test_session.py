@@ -15,7 +15,7 @@ from simulator.corrections import Click, apply_click, click_brush, click_start
 from simulator.methods import METHODS, ProbSegMethod, RandomWalkerMethod, make_method
 from simulator.metrics import dice, session_metrics
 from simulator.policies import make_policy
-from simulator.session import STEP_KEYS, TIMING_KEYS, SessionConfig, run_session
+from simulator.session import LOG_KEYS, TIMING_KEYS, SessionConfig, run_session
 
 H = 16
 GT = np.zeros((H, H), dtype=bool)
@@ -224,7 +224,7 @@ def test_step_records_have_the_documented_fields():
     steps = session(Fake("complete", predict_input_only), max_iters=3)
     assert len(steps) == 3 and [s["iteration"] for s in steps] == [1, 2, 3]
     for s in steps:
-        assert tuple(s) == STEP_KEYS
+        assert tuple(s) == LOG_KEYS
         assert len(s["candidate_scores"]) == 1 and np.isnan(s["candidate_scores"][0])
         assert s["candidate_dice"] == [s["dice"]] and s["chosen"] == 0 and s["diversity"] == 0.0
         assert 0 <= s["model_seconds"] <= s["total_seconds"]

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from probseg.atomic import atomic_write
-from simulator.metrics import EffortModel, session_metrics
+from simulator.metrics import EffortModel, priced_steps, session_metrics
 
 from .replay import logged_sessions
 from .service import StudyService
@@ -54,7 +54,8 @@ def export(service: StudyService, out: str | Path, effort: EffortModel = EffortM
             "policy": "human", "k": arm.k, "annotator": f"human:{pid}",
         }
         steps, sessions = rows.setdefault((task.arm, pid), ([], []))
-        steps.extend({**ident, **s} for s in session.steps)
+        # n_shown as the simulator writes it; the states a filmstrip draws are not kept by a person's session
+        steps.extend({**ident, **s, "n_shown": len(s["candidate_dice"])} for s in priced_steps(session.steps, effort))
         m = session_metrics(session.steps, corrections_per_iter=1, max_iters=settings.session.max_iters, effort_model=effort)
         sessions.append({**ident, **m, "session_seconds": sum(s["total_seconds"] for s in session.steps)})
     if not rows:

@@ -17,9 +17,9 @@ is an *arm*. Output, in the ``out`` folder:
   annotator): ``per_annotator.csv``; for arms that differ only in start, one of them human:
   ``starts.csv`` (each simulated start against the human start, paired by image);
 * ``report.md`` and PNG figures (Dice against clicks, annotator seconds and iterations; Dice
-  against clicks per task when there are several; NoC@90 per arm; a K sweep when there is one; a
-  replayed example session per method), each method in one colour throughout and no panel with more
-  than 8 arms.
+  against clicks per task when there are several; NoC@90 per arm; a K sweep when there is one; an
+  example session per method, drawn from its steps.parquet), each method in one colour throughout
+  and no panel with more than 8 arms.
 
 Arms may hold different sessions (a human start runs one per annotator of an image, a simulated
 start one per image): each arm is paired with its reference, which must hold the same sessions, and
@@ -51,7 +51,6 @@ from ..figures import (
     plot_filmstrip,
     plot_k_sweep,
     plot_noc90,
-    replay_session,
 )
 from ..stats import bootstrap_weights, cluster_bootstrap, holm, wilcoxon_p
 from .cli import main
@@ -95,7 +94,6 @@ __all__ = [
     "plot_dice_vs_iteration",
     "plot_noc90",
     "plot_k_sweep",
-    "replay_session",
     "plot_filmstrip",
     "per_task_table",
     "per_annotator_table",

@@ -57,20 +57,25 @@ def draw_figures(arms: Sequence[Arm], summary: pd.DataFrame, reference: str, out
     ks = plot_k_sweep(arms, summary, out / "k-sweep.png", palette)
     if ks is not None:
         figs.append(("NoC@90 and effort against K", ks))
-    ref = next(a for a in arms if a.label == reference)
-    chosen: dict[str, Arm] = {ref.method: ref}
-    for a in arms:
-        chosen.setdefault(a.method, a)
-    for method, arm in chosen.items():
-        index = 0 if (arm.sessions["session"] == 0).any() else int(arm.sessions["session"].iloc[0])
-        try:
-            path, warning = plot_filmstrip(arm, out / f"filmstrip-{_safe_name(method)}.png", index=index)
-        except (ValueError, OSError) as exc:  # e.g. a checkpoint no longer on this machine
-            warns.append(f"no filmstrip for method {method!r} (arm {arm.label!r}): {exc}")
-            continue
-        figs.append((f"Example session of `{method}` (arm `{arm.label}`, session {index})", path))
-        if warning:
-            warns.append(warning)
+    # A filmstrip per method, from its first arm (the reference first) whose steps.parquet stores states.
+    by_method: dict[str, list[Arm]] = {}
+    for a in sorted(arms, key=lambda a: a.label != reference):
+        by_method.setdefault(a.method, []).append(a)
+    for method, candidates in by_method.items():
+        first_error = ""
+        for arm in candidates:
+            index = 0 if (arm.sessions["session"] == 0).any() else int(arm.sessions["session"].iloc[0])
+            try:
+                path, warning = plot_filmstrip(arm, out / f"filmstrip-{_safe_name(method)}.png", index=index)
+            except (ValueError, OSError) as exc:  # a run without stored states, or its data gone from this machine
+                first_error = first_error or f"no filmstrip for method {method!r} (arm {arm.label!r}): {exc}"
+                continue
+            figs.append((f"Example session of `{method}` (arm `{arm.label}`, session {index})", path))
+            if warning:
+                warns.append(warning)
+            break
+        else:
+            warns.append(first_error)
     return figs, warns
 
 
@@ -87,7 +92,7 @@ _CAPTIONS = {
     "dice-vs-clicks-per-task.png": "mean Dice after c clicks per task, a line per arm (no CI bands: a task "
                                    "holds only a few images).",
 }
-_FILMSTRIP_CAPTION = ("first iterations of a replayed session: the candidates (chosen one in a gold frame), the "
+_FILMSTRIP_CAPTION = ("first iterations of a session, as its steps.parquet stores them: the candidates (chosen one in a gold frame), the "
                       "robot's clicks (green positive, red negative) and the state after them; red: decided "
                       "foreground, blue: decided background.")
 _CURVES_NOTE = ("Each method family has one colour in every figure (its arms: shades and line styles of it); "

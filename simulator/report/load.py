@@ -34,15 +34,17 @@ def _read_json(path: Path, arg: str) -> dict[str, Any]:
 def _read_parquet(path: Path, arg: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"{arg}: {path.parent} has no {path.name} (not a finished run directory)")
+    import pyarrow.parquet as pq
+
     try:
-        df = pd.read_parquet(path)
+        names = pq.read_schema(path).names
+        # Only the columns asked for: steps.parquet also holds the filmstrips' packed states.
+        missing = [c for c in columns or () if c not in names]
+        df = None if missing else pd.read_parquet(path, columns=None if columns is None else list(columns))
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise ValueError(f"{arg}: cannot read {path}: {exc}") from None
-    if columns is not None:
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            raise ValueError(f"{arg}: {path} lacks column {missing[0]!r}")
-        df = df[list(columns)]
+    if missing:
+        raise ValueError(f"{arg}: {path} lacks column {missing[0]!r}")
     return df
 
 

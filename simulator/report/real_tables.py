@@ -21,7 +21,8 @@ from ..arms import (
 )
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, cluster_bootstrap, cluster_values
 from .load import check_paired, image_set
-from .tables import DEFAULT_ENDPOINT, BootstrapWeights, paired_mdd, reference_map
+from .references import resolve_references
+from .tables import DEFAULT_ENDPOINT, BootstrapWeights, paired_mdd
 
 PER_TASK_COLUMNS = (
     "task", "label", "reference", "variant", "start", "metric", "primary", "n_images", "n_sessions",
@@ -82,7 +83,7 @@ def per_task_table(
     ``mdd``; a reference arm (compared with itself) has NaN ``diff``. ``reference`` is as in
     :func:`comparison_table`. Every bootstrap draws from ``seed``, so the table is deterministic.
     """
-    refs = reference_map(arms, reference)
+    refs = resolve_references(arms, reference=reference)[1]
     check_paired(arms, refs)
     if not arms:
         return pd.DataFrame(columns=list(PER_TASK_COLUMNS))

@@ -30,6 +30,7 @@ from ..stats import (
     wilcoxon_p,
 )
 from .load import check_paired
+from .references import resolve_references
 
 DEFAULT_ENDPOINT = "noc_90"
 ID_COLUMNS = ("label", "name", "train_seed", "variant", "method", "kind", "policy", "k", "start", "n_sessions", "n_images")
@@ -119,26 +120,6 @@ MDD_ALPHA = 0.05
 MDD_POWER = 0.8
 
 
-def reference_map(arms: Sequence[Arm], reference: str | Mapping[str, str] | None) -> dict[str, str]:
-    """Each arm's reference label: one label for all, a ``{label: reference}`` mapping, or the first arm."""
-    labels = [a.label for a in arms]
-    if not arms:
-        return {}
-    if reference is None or isinstance(reference, str):
-        ref = labels[0] if reference is None else reference
-        if ref not in labels:
-            raise ValueError(f"reference: no arm labelled {ref!r}; arms: {', '.join(map(repr, labels))}")
-        return {lab: ref for lab in labels}
-    out = {}
-    for lab in labels:
-        ref = reference.get(lab, lab)
-        if ref not in labels:
-            raise ValueError(f"reference: arm {lab!r} is compared with {ref!r}, which is not an arm; "
-                             f"arms: {', '.join(map(repr, labels))}")
-        out[lab] = ref
-    return out
-
-
 def comparison_table(
     arms: Sequence[Arm],
     reference: str | Mapping[str, str] | None = None,
@@ -166,7 +147,7 @@ def comparison_table(
     than 2 images. Sessions are paired by (session, image, target); an arm on other sessions than its
     reference is refused.
     """
-    refs = reference_map(arms, reference)
+    refs = resolve_references(arms, reference=reference)[1]
     check_paired(arms, refs)
     pairs = [(a, next(r for r in arms if r.label == refs[a.label])) for a in arms if refs.get(a.label, a.label) != a.label]
     if not pairs:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from probseg.atomic import atomic_write
 
-from ..arms import Arm, image_codes
+from ..arms import image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
 from .figure_set import draw_figures, figure_lines
 from .load import check_paired, image_set_warning, load_inputs
@@ -25,6 +25,7 @@ from .markdown import (
 )
 from .markdown_real import mdd_lines, per_annotator_lines, per_task_lines, reproduce_lines, starts_lines
 from .real_tables import has_real_tasks, per_annotator_table, per_task_table, starts_table
+from .references import resolve_references
 from .tables import (
     DEFAULT_ENDPOINT,
     comparison_table,
@@ -33,40 +34,6 @@ from .tables import (
     session_ends_table,
     summary_table,
 )
-
-
-def _resolve_references(arms: Sequence[Arm], study: dict[str, Any] | None, reference: str | None
-                        ) -> tuple[str | None, dict[str, str]]:
-    """``(main reference label, {arm label: its reference label})``.
-
-    A ``reference`` given by the caller is every arm's reference. Otherwise a study's arms keep the
-    reference ``study.json`` names for each (the reference arm of their variant and training seed),
-    falling back to the study's ``reference``; plain runs use the first arm.
-    """
-    labels = [a.label for a in arms]
-    if not arms:
-        if reference is not None and study is None:
-            raise ValueError(f"reference: no arm labelled {reference!r}")
-        return reference, {}
-    if reference is not None:
-        if reference not in labels:
-            raise ValueError(f"reference: no arm labelled {reference!r}; arms: {', '.join(map(repr, labels))}")
-        return reference, {lab: reference for lab in labels}
-    study_ref = (study or {}).get("reference")
-    per_arm = study is not None and any(a.reference for a in arms)
-    if not per_arm:
-        main_ref = study_ref or labels[0]
-        if main_ref not in labels:
-            raise ValueError(f"reference: the study's reference {main_ref!r} is not an arm; "
-                             f"arms: {', '.join(map(repr, labels))}")
-        return main_ref, {lab: main_ref for lab in labels}
-    fallback = study_ref if study_ref in labels else None
-    ref_map = {a.label: a.reference or fallback or a.label for a in arms}
-    for lab, ref in ref_map.items():
-        if ref not in labels:
-            raise ValueError(f"reference: study.json compares arm {lab!r} with {ref!r}, which is not an arm")
-    main_ref = fallback or ref_map[labels[0]]
-    return main_ref, ref_map
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -99,7 +66,7 @@ def write_report(
         endpoint: the primary endpoint metric (default: the study's ``primary_endpoint``, else
             ``noc_90``); one of :data:`METRICS` or ``EXTRA_METRICS``.
         n_boot, seed: bootstrap resamples and seed (default: the study's ``bootstrap``, else 2000 and 0).
-        figures: draw the PNG figures (and replay the example sessions).
+        figures: draw the PNG figures.
     Returns:
         A dict: ``paths`` (name -> Path of every file written), ``summary`` and ``comparison``
         (DataFrames as in the CSV files), ``multi_seed`` (DataFrame), ``warnings`` (list of str),
@@ -135,7 +102,7 @@ def write_report(
     endpoint = endpoint or (study or {}).get("primary_endpoint") or DEFAULT_ENDPOINT
     metrics = resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms)
     labels = [a.label for a in arms]
-    reference, ref_map = _resolve_references(arms, study, reference)
+    reference, ref_map = resolve_references(arms, study, reference)
     check_paired(arms, ref_map)
     try:
         out.mkdir(parents=True, exist_ok=True)
