@@ -241,7 +241,7 @@ def _run_sessions(
             "session": index, "task": case.task, "image": case.image_id, "target": case.target_id, "start": cfg.start,
             "seed": rs.seed, "method": rs.method, "policy": rs.policy, "k": cfg.k,
         }
-        step_rows.extend({**ident, **s} for s in priced_steps(steps, ctx.effort))
+        step_rows.extend({**ident, **s} for s in priced_steps(steps, rs.effort))
         m = session_metrics(steps, corrections_per_iter=cfg.corrections_per_iter, max_iters=cfg.max_iters,
                             effort_model=rs.effort)
         session_rows.append({**ident, **m, "session_seconds": seconds})
