@@ -82,8 +82,9 @@ def arm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for label, kw in {"probseg-k4": dict(method="probseg", k=4), "unet": dict(method="unet-complete", k=4)}.items():
         out[label] = root / label
-        run(RunSettings(n_sessions=3, max_iters=5, early_stop=False, c_click=2.0, c_inspect=1.0, b_choose=0.5, **kw),
-            out=out[label], workers=0, progress=False)
+        settings = RunSettings.from_dict({"n_sessions": 3, "max_iters": 5, "early_stop": False, "c_click": 2.0,
+                                          "c_inspect": 1.0, "b_choose": 0.5, **kw})
+        run(settings, out=out[label], workers=0, progress=False)
     return out
 
 
