@@ -13,15 +13,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from .metrics import EffortCounts, EffortModel, effort_counts
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 __all__ = [
     "METRICS",
@@ -173,11 +176,9 @@ class Arm:
         """The effort constants the run was priced with (its ``config.json`` ``effort``)."""
         e = self.config.get("effort") or {}
         s = self.settings
-        return EffortModel(
-            c_click=float(e.get("c_click", s.get("c_click", EffortModel().c_click))),
-            c_inspect=float(e.get("c_inspect", s.get("c_inspect", EffortModel().c_inspect))),
-            b_choose=float(e.get("b_choose", s.get("b_choose", EffortModel().b_choose))),
-        )
+        default = EffortModel()
+        return EffortModel(**{f.name: float(e.get(f.name, s.get(f.name, getattr(default, f.name))))
+                              for f in fields(EffortModel)})
 
     @cached_property
     def session_steps(self) -> list[dict[str, np.ndarray]]:

@@ -92,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-simulate``."""
     a = _parser().parse_args(argv)
     settings = settings_from_args(a)
-    import pandas as pd  # not at the top: --help and a usage error stay fast
-
     _, _, summary = run(settings, out=a.out, workers=a.workers, address=a.address, progress=not a.no_progress,
                         batch_size=a.batch_size)
     print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.session.k}"))

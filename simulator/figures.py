@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from probseg.atomic import atomic_write
+from probseg.lazy import lazy_import
 
 from .arms import Arm, image_codes, lower_is_better, metric_label, session_tasks
 from .curves import cumulative_effort, dice_at_clicks_matrix, dice_by_effort_matrix, dice_by_iteration_matrix
 from .stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights, cluster_bootstrap
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 __all__ = [
     "DPI",

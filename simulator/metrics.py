@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from probseg.lazy import lazy_import
 from probseg.metrics import dice  # one Dice for the model's metrics and the simulator's (re-exported)
 
 from .setting import setting
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: --help and usage errors come at once
 
 __all__ = [
     "DICE_THRESHOLDS",

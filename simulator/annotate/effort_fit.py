@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def load_effort_file(path: str | Path) -> EffortModel:
     if not isinstance(effort, dict):
         raise ValueError(f"effort_model: {path} has no 'effort' object (write one with probseg-annotate fit-effort)")
     values = {}
-    for key in ("c_click", "c_inspect", "b_choose"):
+    for key in (f.name for f in fields(EffortModel)):
         v = effort.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"effort_model: {path}: effort.{key} must be a number of seconds, got {v!r}")

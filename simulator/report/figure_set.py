@@ -7,7 +7,8 @@ import re
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import Arm
 from ..figures import (
@@ -21,6 +22,8 @@ from ..figures import (
     plot_noc90,
 )
 from .real_tables import study_tasks
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 
 def _safe_name(name: str) -> str:

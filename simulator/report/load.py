@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import Arm
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 KEY_COLUMNS = ("session", "image", "target")
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import EFFORT_TARGET, Arm, arm_effort_counts, format_metric, metric_label, metric_legend, session_tasks
 from ..metrics import mean_counts
@@ -16,6 +17,8 @@ from .formatting import fmt_ci, fmt_diff, fmt_p, md_table
 from .load import image_set, session_keys
 from .real_tables import has_real_tasks
 from .tables import PREVIOUS_PROTOCOL_FILE, protocol_change_table
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 
 def _protocol_rules(s: Mapping[str, Any]) -> str:

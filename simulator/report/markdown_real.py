@@ -11,12 +11,15 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import annotator_index, format_metric, lower_is_better, metric_label, metric_statistic
 from .formatting import fmt_ci_short, fmt_diff, fmt_diff_short, md_table
 from .real_tables import ALL_TASKS, endpoint_metrics
 from .tables import MDD_ALPHA, MDD_POWER
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 def _rms(values: Sequence[float]) -> float:
     v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)

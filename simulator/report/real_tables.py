@@ -8,7 +8,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import (
     Arm,
@@ -23,6 +24,8 @@ from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, cluster_bootstrap, cluster_val
 from .load import check_paired, image_set
 from .references import resolve_references
 from .tables import DEFAULT_ENDPOINT, BootstrapWeights, paired_mdd
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 PER_TASK_COLUMNS = (
     "task", "label", "reference", "variant", "start", "metric", "primary", "n_images", "n_sessions",

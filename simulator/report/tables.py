@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
+
+from probseg.lazy import lazy_import
 
 from ..arms import (
     EXTRA_METRICS,
@@ -31,6 +32,8 @@ from ..stats import (
 )
 from .load import check_paired
 from .references import resolve_references
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 DEFAULT_ENDPOINT = "noc_90"
 ID_COLUMNS = ("label", "name", "train_seed", "variant", "method", "kind", "policy", "k", "start", "n_sessions", "n_images")

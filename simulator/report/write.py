@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from probseg.atomic import atomic_write
+from probseg.lazy import lazy_import
 
 from ..arms import image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
@@ -34,6 +34,8 @@ from .tables import (
     session_ends_table,
     summary_table,
 )
+
+pd = lazy_import("pandas")  # imported on first use: commands start faster
 
 
 def _write_text(path: Path, text: str) -> None:
