@@ -155,9 +155,11 @@ class RunSettings:
 
 # Sessions whose proposals one lockstep round computes together (1: the per-session reference path).
 DEFAULT_BATCH_SIZE = 8
-# Seconds a local Ray instance takes to start and to start its workers (measured on 2 shared cores:
-# 8-20 s); a run that would not save that much by running on Ray runs in-process (see :func:`run`).
-RAY_STARTUP_SECONDS = 15.0
+# What starting a local Ray instance costs a run that keeps working while it starts (see :func:`run`):
+# on 2 quiet cores the main job (1,000 disk sessions, ~22 s in-process) took ~20 s shared with one
+# Ray worker, where its estimate saves ~11 s: ~7 s go to Ray's start-up, its worker's imports and
+# its shutdown. A run whose estimate saves less than this stays in-process.
+RAY_STARTUP_SECONDS = 7.0
 
 
 @dataclass
