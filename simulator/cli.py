@@ -97,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     print(_format_summary(summary, f"{settings.method} / {settings.policy} / K={settings.session.k}"))
     print(f"steps per session: {summary['steps_per_session']:.2f}  ended early (annotator done): "
           f"{summary['n_stopped_early']} of {summary['n_sessions']}")
-    rate = summary["sessions_per_second"]
-    rate_text = f"{rate:.2f}" if rate is not None else "- (resumed: every session was already done)"
-    print(f"sessions: {summary['n_sessions']}  wall: {summary['wall_seconds']:.1f} s  "
-          f"sessions/s: {rate_text}  out: {summary['out']}")
+    rate, wall = summary["sessions_per_second"], summary["wall_seconds"]
+    timing = (f"wall: {wall:.1f} s  sessions/s: {rate:.2f}" if rate is not None and wall is not None
+              else "resumed: every session was already done")
+    print(f"sessions: {summary['n_sessions']}  {timing}  out: {summary['out']}")
     if a.json:
         print(summary_json({k: v for k, v in summary.items() if k != "out"}))
     return 0

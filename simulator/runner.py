@@ -417,9 +417,10 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
         ``n_stopped_early``: sessions that ended before ``max_iters`` because the annotator was done (or
         reached ``stop_at``). ``positive_click_share``: the positive fraction of the robot's correction
         clicks (``None`` when it made none). ``n_sessions_run``: ``n_run``. ``wall_seconds``: this
-        invocation's seconds, from the first chunk submitted to the last result (Ray start-up
-        excluded); 0.0 when it ran none. ``sessions_per_second``: ``n_run / wall_seconds``, ``None``
-        when this invocation ran no session (a resumed run has no throughput to report).
+        invocation's seconds running sessions (in-process and the shared fast path: from the first
+        chunk to the last, Ray's start-up included; on Ray alone: from the first chunk submitted to
+        the last result); ``None`` when it ran none, as is ``sessions_per_second`` (``n_run /
+        wall_seconds``): a resumed run whose sessions were all done measured nothing.
     """
     labels = ("session", "task", "image", "target", "start", "seed", "method", "policy", "k", "stop")
     metric_cols = [c for c in sessions.columns if c not in labels]
@@ -438,7 +439,7 @@ def summarize(sessions: pd.DataFrame, wall_seconds: float, n_run: int) -> dict[s
     out["n_stopped_early"] = None if math.isnan(ends["n_stopped_early"]) else int(ends["n_stopped_early"])
     out["positive_click_share"] = ends["positive_click_share"]
     out["n_sessions_run"] = int(n_run)
-    out["wall_seconds"] = float(wall_seconds)
+    out["wall_seconds"] = float(wall_seconds) if n_run else None
     out["sessions_per_second"] = float(n_run / wall_seconds) if n_run and wall_seconds > 0 else None
     return {k: _finite_or_none(v) for k, v in out.items()}
 

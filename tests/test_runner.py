@@ -236,7 +236,7 @@ def test_summary_is_strict_json_also_for_a_resumed_run(tmp_path):
     _, _, second = run(settings, out=out, workers=0, progress=False)  # every chunk done: nothing runs
     on_disk = _strict_json((out / "summary.json").read_text())
     assert on_disk["n_sessions"] == 2 and on_disk["n_sessions_run"] == 0
-    assert on_disk["sessions_per_second"] is None and on_disk["wall_seconds"] == 0.0
+    assert on_disk["sessions_per_second"] is None and on_disk["wall_seconds"] is None  # nothing measured
     assert {k: v for k, v in second.items() if k != "out"} == on_disk
     assert on_disk["noc_90"] == first["noc_90"]
 
@@ -246,9 +246,11 @@ def test_cli_json_is_strict_json_also_for_a_resumed_run(tmp_path, capsys):
             "--no-progress"]
     for n_run in (2, 0):
         assert simulate_main(argv) == 0
-        summary = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
+        printed = capsys.readouterr().out.strip().splitlines()
+        summary = _strict_json(printed[-1])
+        assert ("resumed: every session was already done" in printed[-2]) == (n_run == 0)
         assert summary["n_sessions_run"] == n_run and summary["dice_at_iter_20"] is None
-    assert summary["sessions_per_second"] is None
+    assert summary["sessions_per_second"] is None and summary["wall_seconds"] is None
 
 
 def _help_entries(help_text: str) -> dict[str, str]:
