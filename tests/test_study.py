@@ -184,7 +184,7 @@ def test_medscribble_study_runs_quick_end_to_end(tmp_path: Path) -> None:
     record = json.loads((out / "study.json").read_text())
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["label"]) == [a["label"] for a in record["arms"]]
-    assert len(record["arms"]) == 21  # 7 arms x 3 starts
+    assert len(record["arms"]) == 24  # 8 arms x 3 starts
     per_task = pd.read_csv(out / "per_task.csv")
     assert set(per_task["task"]) <= {"CAMUS", "OASIS", "OCTA500", "WBC"}
     assert (out / "starts.csv").exists() and (out / "per_annotator.csv").exists()
