@@ -566,6 +566,14 @@ def _ray_running() -> bool:
     return ray.is_initialized()
 
 
+def _ray_task(method: Method) -> tuple[Any, list[Any]]:
+    """The chunk task for Ray (retried when a worker dies) and the method boxed in the object store:
+    the model travels to each worker once (see :func:`_ray_chunk`)."""
+    import ray
+
+    return ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk), [ray.put(method)]
+
+
 def _run_ray(
     sdict: dict[str, Any],
     method: Method,
@@ -583,8 +591,7 @@ def _run_ray(
 
     started_here = start_ray(workers, address)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk)
-        method_box = [ray.put(method)]  # the model travels to each worker once (see _ray_chunk)
+        remote, method_box = _ray_task(method)
         t0 = time.perf_counter()
         pending = {remote.remote(sdict, method_box, chunks[j], crash_marker, batch_size): j for j in todo}
         while pending:
@@ -645,8 +652,7 @@ def _run_hybrid(
     started = start_ray(max(workers - 1, 1), None)
     pending: dict[Any, int] = {}
     try:
-        remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)(_ray_chunk)
-        method_box = [ray.put(method)]
+        remote, method_box = _ray_task(method)
         n_remote = max(workers - 1, 1)
 
         def submit() -> None:

@@ -7,13 +7,14 @@ No torch here: ``probseg-train --help`` reads :class:`AugmentSpec`'s defaults.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..configs import MEDICAL_WORK_SIZE
 from ..lazy import lazy_import
 from .intensity import normalize_image
+from .spec_record import SpecRecord
 
 ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
@@ -21,7 +22,7 @@ __all__ = ["AugmentSpec", "augment_example"]
 
 
 @dataclass(frozen=True)
-class AugmentSpec:
+class AugmentSpec(SpecRecord):
     """Augmentation of a real example; every ``(lo, hi)`` pair is a uniform range.
 
     Attributes:
@@ -61,20 +62,6 @@ class AugmentSpec:
         for name in ("min_target_kept", "pseudo_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("zoom", "gamma", "contrast", "noise"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AugmentSpec":
-        d = dict(d)
-        for k in ("zoom", "gamma", "contrast", "noise"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 def _resample(array: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:

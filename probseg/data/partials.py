@@ -18,15 +18,16 @@ the brush they paint with, and the simulator's own deterministic starts and corr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 # The brush and its default radius are the simulator's too; they live with the other interaction
 # primitives and are re-exported here, where training code has always imported them from.
 from ..interaction import brush_disk, default_brush_radius
-from .shapes import crop_near_seed, random_shape_with_area
 from ..lazy import lazy_import
+from .shapes import crop_near_seed, random_shape_with_area
+from .spec_record import SpecRecord
 
 ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
@@ -48,7 +49,7 @@ REGION_KINDS = ("shape", "object", "grow")
 
 
 @dataclass(frozen=True)
-class PairSpec:
+class PairSpec(SpecRecord):
     """How pairs are drawn.
 
     Attributes:
@@ -107,21 +108,6 @@ class PairSpec:
             raise ValueError(f"max_clicks: must be >= 1, got {self.max_clicks}")
         if self.brush_radius is not None and self.brush_radius < 0:
             raise ValueError(f"brush_radius: must be >= 0 or None, got {self.brush_radius}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["input_area"] = list(self.input_area)
-        d["region_area"] = list(self.region_area)
-        d["object_margin"] = list(self.object_margin)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PairSpec":
-        d = dict(d)
-        for k in ("input_area", "region_area", "object_margin"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 @dataclass

@@ -13,11 +13,12 @@ Every draw comes from the generator passed in, so a pool stays a function of its
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..lazy import lazy_import
+from .spec_record import SpecRecord
 
 ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
@@ -27,7 +28,7 @@ SUPERPIXEL_METHODS = ("slic", "felzenszwalb", "either")
 
 
 @dataclass(frozen=True)
-class SuperpixelSpec:
+class SuperpixelSpec(SpecRecord):
     """How a pseudo-target is drawn; every ``(lo, hi)`` pair is a uniform range.
 
     Attributes:
@@ -62,20 +63,6 @@ class SuperpixelSpec:
             raise ValueError(f"area: need 0 < min <= max <= 1, got ({lo}, {hi})")
         if isinstance(self.max_merge, bool) or not isinstance(self.max_merge, int) or self.max_merge < 0:
             raise ValueError(f"max_merge: must be an integer >= 0, got {self.max_merge!r}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("n_segments", "compactness", "scale", "area"):
-            d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SuperpixelSpec":
-        d = dict(d)
-        for k in ("n_segments", "compactness", "scale", "area"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:

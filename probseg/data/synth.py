@@ -16,14 +16,15 @@ blobs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..lazy import lazy_import
 from .intensity import normalize_image
 from .partials import pick_kind
 from .shapes import random_label_map, smooth_noise
-from ..lazy import lazy_import
+from .spec_record import SpecRecord
 
 ndimage = lazy_import("scipy.ndimage")  # imported on first use: commands start faster
 
@@ -31,7 +32,7 @@ __all__ = ["SynthSpec", "SynthExample", "make_synth_example", "label_objects"]
 
 
 @dataclass(frozen=True)
-class SynthSpec:
+class SynthSpec(SpecRecord):
     """How synthetic images are drawn; every ``(lo, hi)`` pair is a uniform range.
 
     Attributes:
@@ -86,24 +87,6 @@ class SynthSpec:
             raise ValueError(f"min_target_frac: must be in [0, 1), got {self.min_target_frac}")
         if self.min_object_px < 1:
             raise ValueError(f"min_object_px: must be >= 1, got {self.min_object_px}")
-
-    def to_dict(self) -> dict:
-        """JSON- and checkpoint-friendly: tuples become lists."""
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = [list(x) if isinstance(x, tuple) else x for x in v]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SynthSpec":
-        d = dict(d)
-        for k in ("n_labels", "warp", "texture", "blur", "bias", "gamma", "noise"):
-            if k in d:
-                d[k] = tuple(d[k])
-        if "scales" in d:
-            d["scales"] = tuple(tuple(s) for s in d["scales"])
-        return cls(**d)
 
 
 @dataclass
