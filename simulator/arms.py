@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ __all__ = [
     "EXTRA_METRICS",
     "EFFORT_TARGET",
     "Arm",
+    "FoldPart",
     "METRIC_LABELS",
     "metric_label",
     "metric_legend",
@@ -119,6 +120,25 @@ def metric_statistic(metric: str) -> str:
     return "sum" if metric.startswith("nof_") else "mean"
 
 
+@dataclass(frozen=True)
+class FoldPart:
+    """One fold's run of an arm pooled over cross-validation folds (a study with ``[folds]``).
+
+    The pooled arm numbers its sessions fold after fold: the fold's session ``i`` is the arm's
+    ``first + i``.
+
+    Attributes:
+        fold: the fold's name; run_dir: its run directory; first: the arm's number of its session 0;
+        n: its sessions; settings: its run settings (its dataset and checkpoint).
+    """
+
+    fold: str
+    run_dir: Path
+    first: int
+    n: int
+    settings: dict[str, Any]
+
+
 @dataclass
 class Arm:
     """One run directory as an arm of a report.
@@ -148,12 +168,23 @@ class Arm:
     variant: str = "default"
     reference: str = ""
     base: str = ""
+    parts: list[FoldPart] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.label
         if not self.base:
             self.base = self.label
+
+    def locate(self, session: int) -> tuple[Path, int, dict[str, Any]]:
+        """Where session ``session`` of this arm was run: ``(run directory, its index there, its run
+        settings)``; for an arm pooled from cross-validation folds, the fold's run (see :class:`FoldPart`)."""
+        for part in self.parts:
+            if part.first <= session < part.first + part.n:
+                return part.run_dir, session - part.first, part.settings
+        if self.parts:
+            raise ValueError(f"session: arm {self.label!r} has no session {session}")
+        return self.run_dir, session, self.settings
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -477,16 +477,17 @@ def replay_session(arm: Arm, index: int = 0) -> tuple[list[dict[str, Any]], list
 
     import torch
 
-    settings = RunSettings.from_dict(arm.settings)
+    _, local, run_settings = arm.locate(index)  # a pooled arm's session is replayed in its fold's run
+    settings = RunSettings.from_dict(run_settings)
     method = settings.make_method()
     cfg = settings.session
-    case = make_dataset(settings.dataset, settings.n_sessions, start=cfg.start).case(index, settings.seed)
+    case = make_dataset(settings.dataset, settings.n_sessions, start=cfg.start).case(local, settings.seed)
     trace: list[dict[str, Any]] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the runner's workers: these tiny networks are slower with more threads
     try:
         steps = run_session(
-            case.image, case.target, method, settings.make_policy(), cfg, session_rng(settings.seed, index),
+            case.image, case.target, method, settings.make_policy(), cfg, session_rng(settings.seed, local),
             human_scribbles=case.human_scribbles if cfg.start == "human" else None, trace=trace,
         )
     finally:
@@ -521,14 +522,14 @@ def plot_filmstrip(arm: Arm, path: str | os.PathLike, index: int = 0, n_iters: i
     from .metrics import dice
     from .steplog import read_states
 
+    run_dir, local, s = arm.locate(index)  # a pooled arm's session lives in its fold's run
     try:
-        rows = read_states(arm.run_dir / "steps.parquet", index, n_iters)
+        rows = read_states(run_dir / "steps.parquet", local, n_iters)
     except ValueError as exc:
         why = ("a person's sessions (probseg-annotate) keep no states" if arm.config.get("annotator")
                else "rerun the arm to store them")
         raise ValueError(f"{exc}; {why}") from None
-    s = arm.settings
-    case = make_dataset(s["dataset"], s.get("n_sessions"), start=s.get("start")).case(index, int(s.get("seed", 0)))
+    case = make_dataset(s["dataset"], s.get("n_sessions"), start=s.get("start")).case(local, int(s.get("seed", 0)))
     image, target = case.image, case.target
     recorded = arm.steps[arm.steps["session"] == index].sort_values("iteration")["dice"].to_numpy(dtype=float)
     redrawn = np.array([dice(t["seg"], target) if t["seg"].shape == target.shape else np.nan for t in rows])

@@ -68,6 +68,20 @@ def _train_seed_checkpoints(study: Study, out: Path, progress: bool) -> None:
         train(settings, target, progress=progress, command=command)
 
 
+def _check_fold_checkpoints(study: Study, out: Path) -> None:
+    """Refuse, before any arm runs, a study with ``[folds]`` whose fold checkpoint files are missing, or whose
+    output folder holds an arm run before the study had folds (the report would read that run alone)."""
+    for arm in study.arms:
+        if arm.folds and (out / arm.run_dir / "sessions.parquet").is_file():
+            raise ValueError(f"out: {out / arm.run_dir} holds a run of arm {arm.label!r} made without folds; "
+                             "delete that folder or choose another --out")
+        for fold, settings in arm.folds.items():
+            ckpt = _resolve_checkpoint(settings, out).get("checkpoint")
+            if isinstance(ckpt, str) and ckpt.endswith(".pt") and not Path(ckpt).is_file():
+                raise ValueError(f"checkpoint: {ckpt} (fold {fold} of arm {arm.label!r}) does not exist; train "
+                                 "it with the command its study or CHECKPOINTS.md gives")
+
+
 def _write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -133,6 +147,7 @@ def study_record(study: Study, quick: bool) -> dict[str, Any]:
         "definition": study.raw,
         "dataset": study.dataset,
         "train_tasks": study.train_tasks,
+        "folds": study.folds,
         "reference": study.reference,
         "primary_endpoint": study.primary_endpoint,
         "thresholds": study.thresholds,
@@ -211,14 +226,18 @@ def run_study(
     if study.reproduce is not None:
         record["reproduce"] = _run_reproduce(study.reproduce, out, progress)
     if study.arms:
+        _check_fold_checkpoints(study, out)
         _train_seed_checkpoints(study, out, progress)
         ray_started = _maybe_start_ray(workers, address)
         try:
             for i, arm in enumerate(study.arms):
                 if progress:
                     print(f"[{i + 1}/{len(study.arms)}] {arm.label}", file=sys.stderr)
-                settings = RunSettings.from_dict(_resolve_checkpoint(arm.settings, out))
-                run(settings, out=out / arm.run_dir, workers=workers, address=address, progress=progress)
+                # With [folds], one run per fold into run_dir/fold-F; the report pools them.
+                runs = ({f"fold-{f}": s for f, s in arm.folds.items()} if arm.folds else {"": arm.settings})
+                for sub, arm_settings in runs.items():
+                    settings = RunSettings.from_dict(_resolve_checkpoint(arm_settings, out))
+                    run(settings, out=out / arm.run_dir / sub, workers=workers, address=address, progress=progress)
         finally:
             if ray_started:
                 import ray

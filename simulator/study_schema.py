@@ -14,6 +14,12 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
     dataset = "disks"                     # any dataset simulator.datasets.make_dataset accepts
     train_tasks = ["ACDC", "BTCV"]        # real data: the tasks the models were trained on; the
                                           #   study refuses a dataset that includes one of them
+    [folds]                               # or cross-validation folds (medscribble datasets): each names
+    A = ["ACDC", "BTCV", "HipXRay", "STARE"]  # its training tasks and is evaluated on the dataset's
+    B = ["CAMUS", "OASIS", "OCTA500", "WBC"]  #   other tasks, so every task is unseen by exactly one fold;
+                                          #   every arm runs once per fold (a model arm's checkpoint
+                                          #   names the fold's model: "ckpts/{fold}/medical.pt") and
+                                          #   the report pools the folds
     sessions = 1000                       # sessions per arm (default: the dataset's)
     seed = 0                              # session seed: every arm sees the same images and targets
     reference = "unet-complete"           # the label of the arm every other arm is compared with
@@ -78,6 +84,7 @@ __all__ = [
     "ArmSpec",
     "Study",
     "find_study",
+    "fold_dataset",
     "list_studies",
     "parse_study",
     "quick_study",
@@ -97,7 +104,7 @@ ENDPOINTS = (
 _TOP_KEYS = {
     "name", "description", "notes", "dataset", "train_tasks", "sessions", "seed", "reference", "primary_endpoint",
     "thresholds", "quick_sessions", "quick_max_iters", "protocol", "effort", "bootstrap", "training",
-    "variants", "arms", "reproduce",
+    "variants", "arms", "reproduce", "folds",
 }
 # The keys come from the run settings' fields (simulator.runner.RunSettings and the records it nests),
 # grouped as probseg-simulate groups its options: [protocol] and [effort] take their group's fields, an
@@ -130,6 +137,9 @@ class ArmSpec:
         base: the label as the study file gives it (before variant and seed are appended).
         reference: the label of the arm this one is compared with: the study's reference arm
             under the same variant and training seed.
+        folds: ``{fold: the run settings of that fold}`` for a study with cross-validation folds (the
+            fold's unseen tasks as the dataset, the fold's checkpoint), each run into
+            ``run_dir/fold-<fold>``; empty otherwise (the arm is one run, ``settings``, into ``run_dir``).
     """
 
     label: str
@@ -140,6 +150,7 @@ class ArmSpec:
     run_dir: str
     base: str = ""
     reference: str = ""
+    folds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -169,6 +180,8 @@ class Study:
     retrain: list[str] = field(default_factory=list)
     reproduce: dict[str, Any] | None = None
     arms: list[ArmSpec] = field(default_factory=list)
+    folds: dict[str, list[str]] = field(default_factory=dict)
+    fold_datasets: dict[str, str] = field(default_factory=dict)
 
     def arm(self, label: str) -> ArmSpec:
         for a in self.arms:
@@ -271,6 +284,11 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     if not isinstance(train_tasks, list) or not all(isinstance(t, str) for t in train_tasks):
         raise _err("train_tasks", f"expected a list of task names, got {train_tasks!r}")
     study.train_tasks = list(train_tasks)
+    if "folds" in raw:
+        if "train_tasks" in raw:
+            raise _err("train_tasks", "a study with [folds] names each fold's training tasks there, not here")
+        study.folds = _parse_folds(raw["folds"], study.dataset)
+        study.fold_datasets = {f: fold_dataset(study.dataset, train) for f, train in study.folds.items()}
     if "sessions" in raw:
         study.sessions = _typed(raw["sessions"], int, "sessions", "an integer >= 1")
         if study.sessions < 1:
@@ -325,6 +343,9 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     if len(study.train_seeds) > 1 and not retrain:
         raise _err("training.retrain", "several training seeds need the shipped checkpoints to retrain")
     study.retrain = list(retrain)
+    if study.folds and len(study.train_seeds) > 1:
+        raise _err("training.seeds", "a study with [folds] trains each fold's model itself; repeat it over "
+                                     "training seeds with one study per seed")
 
     if "reproduce" in raw:
         study.reproduce = _parse_reproduce(raw["reproduce"])
@@ -351,6 +372,63 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
         study.reference = ref
         study.arms = [replace(a, reference=_reference_of(a, study.arms, ref)) for a in study.arms]
     return study
+
+
+def _parse_folds(table: Any, dataset: str) -> dict[str, list[str]]:
+    """``{fold: its training tasks}``, checked: a MedScribble dataset without a task filter of its own, and
+    every task of the dataset unseen by exactly one fold (each task is evaluated once, by the fold that
+    never trained on it)."""
+    from .datasets import make_dataset
+
+    if not isinstance(table, dict) or not table:
+        raise _err("folds", "expected a table of fold name = [its training tasks], e.g. A = [\"ACDC\", \"BTCV\"]")
+    if not dataset.startswith("medscribble:") or "?" in dataset:
+        raise _err("folds", f"needs a medscribble:PATH dataset without ?tasks= (each fold picks its tasks), got {dataset!r}")
+    tasks = set(make_dataset(dataset).session_tasks())
+    folds: dict[str, list[str]] = {}
+    for name, train in table.items():
+        if slug(name) != name.lower() or "." in name:
+            raise _err(f"folds.{name}", "a fold's name uses letters, digits, '_' and '-' only")
+        if not isinstance(train, list) or not train or not all(isinstance(t, str) for t in train):
+            raise _err(f"folds.{name}", f"expected a non-empty list of training task names, got {train!r}")
+        unknown = sorted(set(train) - tasks)
+        if unknown:
+            raise _err(f"folds.{name}", f"{unknown[0]!r} is not a task of {dataset!r} (tasks: {', '.join(sorted(tasks))})")
+        folds[str(name)] = list(train)
+    for task in sorted(tasks):
+        unseen_by = [f for f, train in folds.items() if task not in train]
+        if len(unseen_by) != 1:
+            which = "no fold" if not unseen_by else f"folds {', '.join(unseen_by)}"
+            raise _err("folds", f"task {task!r} is unseen by {which}; every task must be evaluated by exactly one fold")
+    return folds
+
+
+def fold_dataset(dataset: str, train_tasks: list[str]) -> str:
+    """A fold's dataset: ``dataset`` (``medscribble:PATH``) keeping the tasks not in ``train_tasks``."""
+    from .datasets import make_dataset
+
+    unseen = [t for t in make_dataset(dataset).session_tasks() if t not in train_tasks]
+    return f"{dataset}?tasks={','.join(unseen)}"
+
+
+def _fold_settings(study: Study, settings: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    """Per fold, the arm's run settings on that fold: its unseen tasks and, for a method with a checkpoint,
+    the fold's own (the arm's ``checkpoint`` with ``{fold}`` filled in)."""
+    if not study.folds:
+        return {}
+    method = settings["method"]
+    ckpt = settings.get("checkpoint")
+    has_default = METHODS[method].get("checkpoint") is not None
+    if (ckpt is not None or has_default) and (not isinstance(ckpt, str) or "{fold}" not in ckpt):
+        raise _err(f"{path}.checkpoint", f"method {method!r} needs each fold's own model in a study with [folds]: "
+                   "give a checkpoint path holding {fold} (e.g. \"results/NAME/checkpoints/{fold}/medical.pt\")")
+    out = {}
+    for fold in study.folds:
+        s = {**settings, "dataset": study.fold_datasets[fold]}
+        if ckpt is not None:
+            s["checkpoint"] = ckpt.replace("{fold}", fold)
+        out[fold] = s
+    return out
 
 
 def _reference_of(arm: ArmSpec, arms: list[ArmSpec], ref: str) -> str:
@@ -458,7 +536,8 @@ def _resolve_arms(
                     except (ValueError, TypeError) as exc:
                         raise _err(path, str(exc)) from None
                     arms.append(ArmSpec(label=label, name=name, variant=vname, train_seed=tseed, settings=settings,
-                                    run_dir=f"runs/{slug(label)}", base=base_label))
+                                        run_dir=f"runs/{slug(label)}", base=base_label,
+                                        folds=_fold_settings(study, settings, path)))
     labels = [a.label for a in arms]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dup:
@@ -497,11 +576,14 @@ def quick_study(study: Study) -> Study:
     for a in study.arms:
         if a.train_seed is not None and a.train_seed != keep_seed:
             continue
-        s = dict(a.settings)
-        s["n_sessions"] = study.quick_sessions
-        s["max_iters"] = min(int(s.get("max_iters", 20)), study.quick_max_iters)
-        s["chunk_size"] = max(1, min(int(s.get("chunk_size", 20)), (study.quick_sessions + 1) // 2))
-        q.arms.append(replace(a, settings=s))
+        def quick(settings: dict[str, Any]) -> dict[str, Any]:
+            s = dict(settings)
+            s["n_sessions"] = study.quick_sessions
+            s["max_iters"] = min(int(s.get("max_iters", 20)), study.quick_max_iters)
+            s["chunk_size"] = max(1, min(int(s.get("chunk_size", 20)), (study.quick_sessions + 1) // 2))
+            return s
+
+        q.arms.append(replace(a, settings=quick(a.settings), folds={f: quick(s) for f, s in a.folds.items()}))
     q.train_seeds = [keep_seed]
     q.n_boot = 200
     if study.reproduce is not None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from probseg.lazy import lazy_import
 
-from ..arms import Arm
+from ..arms import Arm, FoldPart
 
 pd = lazy_import("pandas")  # imported on first use: commands start faster
 
@@ -62,6 +62,9 @@ def load_run(
 ) -> Arm:
     """Load a run directory as an :class:`Arm` (label: the directory name unless given).
 
+    A directory holding one run per cross-validation fold (``fold-F/``, as a study with ``[folds]``
+    writes) is loaded as one arm pooled over its folds (see :func:`fold_runs`).
+
     Raises:
         ValueError: naming ``arg`` when the directory is missing or lacks ``config.json``,
             ``sessions.parquet`` or ``steps.parquet`` (or they are unreadable or lack columns).
@@ -69,6 +72,26 @@ def load_run(
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise ValueError(f"{arg}: {run_dir} is not a directory")
+    folds = fold_runs(run_dir)
+    if folds:
+        return _load_folded(run_dir, folds, label, name=name, train_seed=train_seed, variant=variant, arg=arg)
+    sessions, steps, config = _read_run(run_dir, arg)
+    return Arm(
+        label=label if label is not None else run_dir.resolve().name, run_dir=run_dir, config=config,
+        sessions=sessions, steps=steps, name=name or "", train_seed=train_seed, variant=variant or "default",
+    )
+
+
+def fold_runs(run_dir: Path) -> list[tuple[str, Path]]:
+    """``[(fold, its run directory)]`` of an arm run once per cross-validation fold (a study with
+    ``[folds]`` runs fold ``F`` into ``run_dir/fold-F``), sorted by fold; empty for a single run."""
+    if (run_dir / "sessions.parquet").is_file():
+        return []
+    return sorted((d.name.removeprefix("fold-"), d) for d in run_dir.glob("fold-*") if (d / "config.json").is_file())
+
+
+def _read_run(run_dir: Path, arg: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """One run directory's sessions (sorted by key), steps (the report's columns, sorted) and config."""
     sessions = _read_parquet(run_dir / "sessions.parquet", arg)
     missing = [c for c in (*KEY_COLUMNS, "reached_90") if c not in sessions.columns]
     if missing:
@@ -84,10 +107,52 @@ def load_run(
     sessions = sessions.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     if sessions.duplicated(list(KEY_COLUMNS)).any():
         raise ValueError(f"{arg}: {run_dir / 'sessions.parquet'} holds a session twice")
+    return sessions, steps.reset_index(drop=True), config
+
+
+def _pooled_checkpoint(parts: Sequence[FoldPart]) -> Any:
+    """The pooled arm's ``checkpoint`` setting: the folds' common value, else the path with the fold's
+    name as ``{fold}`` (as the study file gives it), else the folds' paths joined by commas."""
+    ckpts = [p.settings.get("checkpoint") for p in parts]
+    if len(set(map(str, ckpts))) == 1:
+        return ckpts[0]
+    fold = parts[0].fold
+    # A folder named for the fold (``.../A/...`` or ``.../fold-A/...``), the layout the studies use.
+    template = "/".join("{fold}" if seg == fold else "fold-{fold}" if seg == f"fold-{fold}" else seg
+                        for seg in str(ckpts[0]).split("/"))
+    if "{fold}" in template and all(template.replace("{fold}", p.fold) == str(c) for p, c in zip(parts, ckpts)):
+        return template
+    return ",".join(map(str, ckpts))
+
+
+def _load_folded(run_dir: Path, folds: list[tuple[str, Path]], label: str | None, *, name: str | None,
+                 train_seed: int | None, variant: str, arg: str) -> Arm:
+    """An arm run once per fold, pooled: the folds' sessions numbered fold after fold, with a ``fold`` column
+    (see :class:`~simulator.arms.FoldPart`)."""
+    parts: list[FoldPart] = []
+    all_sessions, all_steps, configs = [], [], []
+    first = 0
+    for fold, d in folds:
+        sessions, steps, config = _read_run(d, arg)
+        n = int(sessions["session"].max()) + 1
+        parts.append(FoldPart(fold, d, first, n, dict(config.get("settings", {}))))
+        all_sessions.append(sessions.assign(session=sessions["session"] + first, fold=fold))
+        all_steps.append(steps.assign(session=steps["session"] + first))
+        configs.append(config)
+        first += n
+    config = json.loads(json.dumps(configs[0]))  # a deep copy of the first fold's, pooled below
+    dataset = str(parts[0].settings.get("dataset", ""))
+    config["settings"] = {**config.get("settings", {}), "dataset": dataset.rpartition("?")[0] or dataset,
+                          "checkpoint": _pooled_checkpoint(parts)}
+    config["folds"] = [{"fold": p.fold, "run_dir": str(p.run_dir), "first_session": p.first, "sessions": p.n,
+                        "dataset": p.settings.get("dataset"), "checkpoint": p.settings.get("checkpoint"),
+                        "method": c.get("method", {})} for p, c in zip(parts, configs)]
+    sessions = pd.concat(all_sessions, ignore_index=True).sort_values(list(KEY_COLUMNS), kind="stable")
+    steps = pd.concat(all_steps, ignore_index=True).sort_values(["session", "iteration"], kind="stable")
     return Arm(
         label=label if label is not None else run_dir.resolve().name, run_dir=run_dir, config=config,
-        sessions=sessions, steps=steps.reset_index(drop=True), name=name or "", train_seed=train_seed,
-        variant=variant or "default",
+        sessions=sessions.reset_index(drop=True), steps=steps.reset_index(drop=True), name=name or "",
+        train_seed=train_seed, variant=variant or "default", parts=parts,
     )
 
 

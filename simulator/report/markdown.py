@@ -117,6 +117,16 @@ def setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int
             tasks.setdefault(t, set()).add(im)
         lines.append("- Tasks: " + ", ".join(f"{t or '(none)'} ({len(ims)} image{'s' if len(ims) != 1 else ''})"
                                              for t, ims in sorted(tasks.items())) + ".")
+    folds = ref.config.get("folds") or []
+    if folds:
+        train = (study or {}).get("folds") or {}
+        described = []
+        for f in folds:
+            unseen = str(f.get("dataset", "")).rpartition("?tasks=")[2].replace(",", ", ")
+            trained = f" trains on {', '.join(train[f['fold']])}," if f["fold"] in train else ""
+            described.append(f"{f['fold']}{trained} evaluated on {unseen} ({f['sessions']} sessions)")
+        lines.append(f"- Folds: {'; '.join(described)}. Each arm runs once per fold, with that fold's own model; "
+                     "every table pools the folds' sessions (per task: `per_task.csv`).")
     lines.append(f"- Run seed(s) (targets, start strokes, sampling, policy draws): {', '.join(map(str, seeds))}"
                  + (f"; training seed(s): {', '.join(map(str, train_seeds))}" if train_seeds else "") + ".")
     starts = sorted({str(a.settings.get("start")) for a in arms})
@@ -149,7 +159,7 @@ def setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int
     for a in arms:
         diff = settings_differences(a.settings, s)
         ckpt = a.settings.get("checkpoint") or a.config.get("method", {}).get("checkpoint") or ""
-        rows.append([f"`{a.label}`", a.method, a.kind, Path(str(ckpt)).name if ckpt else _walker_cell(a),
+        rows.append([f"`{a.label}`", a.method, a.kind, _checkpoint_cell(str(ckpt)) if ckpt else _walker_cell(a),
                      a.settings.get("policy"), a.settings.get("k"), a.variant, ", ".join(diff) or "–"])
     lines += ["### Arms", ""] + md_table(header, rows) + [""]
     return lines
@@ -200,14 +210,27 @@ def _all_policy_settings() -> set[str]:
     return {setting for name in POLICIES for setting in policy_defaults(name) or {}}
 
 
+def _checkpoint_cell(ckpt: str) -> str:
+    """A checkpoint's file name; a pooled arm's per-fold path keeps its ``{fold}`` folder."""
+    parts = Path(ckpt).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 and "{fold}" in parts[-2] else Path(ckpt).name
+
+
 def _walker_cell(arm: Arm) -> str:
-    """A random walker's beta and solver as the run resolved them (tuned values live outside the settings)."""
-    method = arm.config.get("method", {})
-    beta = method.get("rw_beta")
-    if beta is None:
-        return "–"
-    mode = method.get("rw_mode")
-    return f"beta {float(beta):g}" + (f", {mode}" if mode else "")
+    """A random walker's beta and solver as the run resolved them (tuned values live outside the settings);
+    an arm pooled over folds gives each fold's (each fold's walker is tuned on its training tasks)."""
+    def one(method: dict[str, Any]) -> str | None:
+        beta = method.get("rw_beta")
+        if beta is None:
+            return None
+        mode = method.get("rw_mode")
+        return f"beta {float(beta):g}" + (f", {mode}" if mode else "")
+
+    folds = arm.config.get("folds") or []
+    if folds:
+        cells = [(f["fold"], one(f.get("method") or {})) for f in folds]
+        return "; ".join(f"{c} ({fold})" for fold, c in cells if c) or "–"
+    return one(arm.config.get("method", {})) or "–"
 
 
 # Up to this many compared arms, the secondary-metrics table has a column per arm; beyond, a row per arm.
