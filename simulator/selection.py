@@ -13,6 +13,10 @@ candidates differ usefully (the mean, over click-start sessions, of the best can
 the top-scored candidate's, at the first proposal) wins, and a tie there goes to ``heads`` (the
 cheaper to sample).
 
+The deterministic control is tuned the same way (``--row unet``): its two recipes (:data:`UNET_RECIPES`:
+the loop with and without the superpixel pseudo-tasks) are compared by the same rule on its one answer
+(``unet-complete``, policy ``first``), where a tie goes to the families' recipe.
+
 Every candidate is trained by the documented ``probseg-train`` command (recorded with its figures),
 so each can be reproduced alone; ``--jobs`` runs several side by side (on a GPU machine). A rerun
 into the same ``--out`` keeps the checkpoints and the evaluations already there. No figure of the
@@ -36,8 +40,8 @@ import numpy as np
 from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
-    "FAMILIES", "FULL_RECIPE", "ROWS", "Candidate", "Decision", "choose_family", "main", "paired_task_se",
-    "run_selection",
+    "FAMILIES", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
+    "paired_task_se", "row_choices", "run_selection",
 ]
 
 # The families of issue 13 and their configuration per row of the 2x2 design.
@@ -45,9 +49,15 @@ FAMILIES: dict[str, dict[str, str]] = {
     "heads": {"partial": "medical-heads", "complete": "medical-heads-complete"},
     "ssn": {"partial": "medical-ssn", "complete": "medical-ssn-complete"},
 }
-ROWS = ("partial", "complete")
-# The order of preference when everything else ties: heads are the cheaper to sample.
-PREFERENCE = ("heads", "ssn")
+# The deterministic control (the design's complete x 1 cell) is tuned as carefully as the families: its
+# two recipes, the same loop and budget with and without the superpixel pseudo-tasks, compared by the
+# same rule (``--row unet``); ``{recipe: its pseudo-task fraction}``.
+UNET_RECIPES: dict[str, float] = {"pseudo": 0.5, "real": 0.0}
+UNET_CONFIG = "medical-unet-complete"
+ROWS = ("partial", "complete", "unet")
+# The order of preference when everything else ties: heads are the cheaper to sample; the U-Net keeps the
+# recipe the families train with.
+PREFERENCE = ("heads", "ssn", "pseudo", "real")
 # The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16, and
 # half of the real images' targets replaced by pseudo-tasks' (superpixel regions), as ScribblePrompt trains.
 # Sized to the 60-minute budget: medical-heads-complete took 75 s to build its 8,000-image pool and
@@ -69,6 +79,7 @@ class Candidate:
     left_out: str
     config: str
     train_tasks: tuple[str, ...]
+    pseudo_fraction: float = 0.5
 
     @property
     def stem(self) -> str:
@@ -152,19 +163,29 @@ def choose_family(
     return Decision(chosen, reason, scores, se, {f: float(diversity[f]) for f in families}, per_task)
 
 
-def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] = tuple(FAMILIES),
-               left_out: Sequence[str] | None = None) -> list[Candidate]:
-    """The training runs of one fold and row: each family once per left-out training task."""
+def row_choices(row: str) -> dict[str, tuple[str, float]]:
+    """``{family or recipe: (configuration, pseudo-task fraction)}`` compared in ``row``."""
     if row not in ROWS:
         raise ValueError(f"row: expected one of {', '.join(ROWS)}, got {row!r}")
-    unknown = [f for f in families if f not in FAMILIES]
+    if row == "unet":
+        return {name: (UNET_CONFIG, frac) for name, frac in UNET_RECIPES.items()}
+    return {name: (rows[row], float(FULL_RECIPE["pseudo_fraction"])) for name, rows in FAMILIES.items()}
+
+
+def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] | None = None,
+               left_out: Sequence[str] | None = None) -> list[Candidate]:
+    """The training runs of one fold and row: each family (the ``unet`` row: each recipe) once per
+    left-out training task."""
+    choices = row_choices(row)
+    families = tuple(choices) if families is None else tuple(families)
+    unknown = [f for f in families if f not in choices]
     if unknown:
-        raise ValueError(f"families: unknown family {unknown[0]!r}; known: {', '.join(FAMILIES)}")
+        raise ValueError(f"families: unknown family {unknown[0]!r} for row {row}; known: {', '.join(choices)}")
     held = list(fold_tasks) if left_out is None else list(left_out)
     bad = [t for t in held if t not in fold_tasks]
     if bad:
         raise ValueError(f"left_out: {bad[0]!r} is not a training task of the fold ({', '.join(fold_tasks)})")
-    return [Candidate(f, row, t, FAMILIES[f][row], tuple(x for x in fold_tasks if x != t))
+    return [Candidate(f, row, t, choices[f][0], tuple(x for x in fold_tasks if x != t), choices[f][1])
             for f in families for t in held]
 
 
@@ -176,7 +197,7 @@ def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, de
     return [
         "--config", c.config, "--dataset", "medical", "--interaction-loop", "--steps", str(steps),
         "--batch-size", str(FULL_RECIPE["batch_size"]), "--n-pairs", str(n_pairs), "--seed", str(seed),
-        "--pseudo-fraction", str(FULL_RECIPE["pseudo_fraction"]),
+        "--pseudo-fraction", str(c.pseudo_fraction),
         "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
         "--device", device, "--threads", str(threads), "--no-progress", "--out", str(out),
     ]
@@ -199,11 +220,14 @@ def _evaluate(c: Candidate, checkpoint: Path, out: Path, medscribble: str, worke
 
     rows: list[dict[str, Any]] = []
     gains: list[float] = []
+    # The K-candidate rows by best-of-8, the U-Net by its one answer (as the studies run them).
+    method, policy, k = {"partial": ("probseg", "best-of-k", 8), "complete": ("probseg-complete", "best-of-k", 8),
+                         "unet": ("unet-complete", "first", 1)}[c.row]
     for start in STARTS:
         settings = RunSettings.from_dict({
             "dataset": f"medscribble:{medscribble}?tasks={c.left_out}", "n_sessions": n_sessions,
-            "method": "probseg" if c.row == "partial" else "probseg-complete", "checkpoint": str(checkpoint),
-            "policy": "best-of-k", "k": 8, "seed": 0, "start": start, "max_iters": MAX_ITERS,
+            "method": method, "checkpoint": str(checkpoint), "policy": policy, "k": k, "seed": 0, "start": start,
+            "max_iters": MAX_ITERS,
         })
         steps, sessions, _ = run(settings, out=out / start, workers=workers, progress=progress)
         rows += [{"task": r.task, "image": r.image, "start": start, ENDPOINT: float(getattr(r, ENDPOINT))}
@@ -221,7 +245,7 @@ def run_selection(
     row: str,
     out: str | Path,
     fraction: float = 0.25,
-    families: Sequence[str] = tuple(FAMILIES),
+    families: Sequence[str] | None = None,
     left_out: Sequence[str] | None = None,
     medscribble: str | None = None,
     device: str = "auto",
@@ -237,7 +261,9 @@ def run_selection(
 
     Args:
         fold: ``A`` or ``B`` (:data:`simulator.baselines.MEDSCRIBBLE_FOLDS`).
-        row: ``partial`` or ``complete``.
+        row: ``partial`` or ``complete`` (the K-candidate families), or ``unet`` (the deterministic
+            control's recipes, :data:`UNET_RECIPES`).
+        families: the two compared (default: the row's two).
         out: the folder of the checkpoints, the evaluations and the decision (reruns resume there).
         fraction: of :data:`FULL_RECIPE`'s steps and pool (0.25 by the rule).
         left_out: a subset of the fold's tasks to leave out (default: all four; a subset is a partial
@@ -275,6 +301,7 @@ def run_selection(
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(train_one, todo))
 
+    families = tuple(dict.fromkeys(c.family for c in todo))
     per_image: dict[str, dict[str, np.ndarray]] = {f: {} for f in families}
     gains: dict[str, list[float]] = {f: [] for f in families}
     records = []
@@ -330,10 +357,11 @@ def _parser() -> ArgumentParser:
                     "recipe, and compare them on the left-out tasks (training tasks only).",
     )
     p.add_argument("--fold", required=True, help="A (trains on ACDC, BTCV, HipXRay, STARE) or B (the other four)")
-    p.add_argument("--row", required=True, help=f"the design's row: {' or '.join(ROWS)}")
+    p.add_argument("--row", required=True, help="the design's row: partial or complete (K-candidate families: "
+                                                 "heads, ssn), or unet (the U-Net's recipes: pseudo, real)")
     p.add_argument("--out", required=True, help="folder of the checkpoints, evaluations and decision (reruns resume)")
     p.add_argument("--fraction", type=float, default=0.25, help=f"of the full recipe {FULL_RECIPE}")
-    p.add_argument("--families", default=",".join(FAMILIES), help="the two families compared")
+    p.add_argument("--families", default=None, help="the two compared (default: the row's two)")
     p.add_argument("--left-out", default=None, help="comma-separated subset of the fold's tasks to leave out "
                                                     "(default: all four; a subset is a partial run, not a decision)")
     p.add_argument("--medscribble", default=None, help="MedScribble folder (default: ../shared/medscribble)")
@@ -353,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
     decision = run_selection(
-        a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families),
+        a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families) if a.families else None,
         left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
         threads=a.threads, jobs=a.jobs, workers=a.workers, n_sessions=a.n_sessions, progress=not a.no_progress,
     )

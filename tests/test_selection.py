@@ -100,6 +100,21 @@ def test_a_quarter_budget_is_a_quarter_of_the_recipe():
     assert value("--pseudo-fraction") == str(FULL_RECIPE["pseudo_fraction"])
 
 
+def test_the_unet_row_compares_its_recipes_with_and_without_pseudo_tasks():
+    fold = ("ACDC", "BTCV", "HipXRay", "STARE")
+    got = candidates(fold, "unet", left_out=["ACDC"])
+    assert [(c.family, c.config, c.pseudo_fraction) for c in got] == [
+        ("pseudo", "medical-unet-complete", 0.5), ("real", "medical-unet-complete", 0.0)]
+    value = lambda args, flag: args[args.index(flag) + 1]  # noqa: E731
+    assert [value(train_command(c, Path("x.pt"), 0.25, "data", "auto", 2), "--pseudo-fraction") for c in got] == \
+        ["0.5", "0.0"]
+    with pytest.raises(ValueError, match="^families: unknown family 'heads' for row unet"):
+        candidates(fold, "unet", families=("heads", "real"))
+    # No diversity to tell them apart: a tie goes to the recipe the families train with.
+    x = {"X": np.array([0.5, 0.6])}
+    assert choose_family({"real": x, "pseudo": x}, {"real": 0.0, "pseudo": 0.0}).chosen == "pseudo"
+
+
 def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
     assert main(["--fold", "C", "--row", "partial", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().startswith("probseg-select: error: fold: ")
@@ -127,3 +142,16 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path):
     again = run_selection("A", "complete", tmp_path, **kw)
     assert ckpt.stat().st_mtime_ns == before  # trained by the same command: kept
     assert again == decision
+
+
+@pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
+def test_a_small_unet_selection_evaluates_its_one_answer(tmp_path):
+    run_selection("A", "unet", tmp_path, fraction=0.001, left_out=["HipXRay"], medscribble=str(MEDSCRIBBLE),
+                  device="cpu", threads=1, workers=0, n_sessions=1, progress=False)
+    record = json.loads((tmp_path / "selection.json").read_text())
+    assert [(c["family"], c["sessions"], c["diversity_gain"]) for c in record["candidates"]] == \
+        [("pseudo", 2, 0.0), ("real", 2, 0.0)]
+    assert "--pseudo-fraction 0.0" in record["candidates"][1]["command"]
+    config = json.loads((tmp_path / "runs" / "real-unet-without-HipXRay" / "human" / "config.json").read_text())
+    assert (config["settings"]["method"], config["settings"]["policy"], config["settings"]["k"]) == \
+        ("unet-complete", "first", 1)
