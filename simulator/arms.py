@@ -22,7 +22,7 @@ import numpy as np
 
 from probseg.lazy import lazy_import
 
-from .metrics import EffortCounts, EffortModel, effort_counts
+from .metrics import EffortCounts, EffortModel, dice_auc_clicks, effort_counts
 
 pd = lazy_import("pandas")  # imported on first use: commands start faster
 
@@ -54,7 +54,7 @@ METRICS: tuple[str, ...] = (
 )
 # Further session metrics that may be named as the endpoint (they are then reported too).
 EXTRA_METRICS: tuple[str, ...] = (
-    "noc_80", "noi_80", "noi_85", "nof_80", "nof_85", "dice_at_iter_20", "final_dice",
+    "noc_80", "noi_80", "noi_85", "nof_80", "nof_85", "dice_at_iter_20", "final_dice", "dice_auc_clicks",
 )
 # The Dice up to which effort counts are taken (effort_s and the tie ratio).
 EFFORT_TARGET = 0.90
@@ -66,7 +66,8 @@ METRIC_LABELS: dict[str, str] = {
     "nof_80": "NoF@80", "nof_85": "NoF@85", "nof_90": "NoF@90",
     "dice_at_clicks_3": "Dice@3 clicks", "dice_at_clicks_5": "Dice@5 clicks", "dice_at_clicks_10": "Dice@10 clicks",
     "dice_at_iter_1": "Dice@iter 1", "dice_at_iter_5": "Dice@iter 5", "dice_at_iter_10": "Dice@iter 10",
-    "dice_at_iter_20": "Dice@iter 20", "dice_auc": "Dice AUC", "final_dice": "final Dice",
+    "dice_at_iter_20": "Dice@iter 20", "dice_auc": "Dice AUC", "dice_auc_clicks": "Dice AUC clicks 1-5",
+    "final_dice": "final Dice",
     "final_hd95": "final HD95 (px)", "effort_s": "effort (s)",
 }
 # What each kind of metric means, for the one-line legend under a table (T: the threshold).
@@ -76,6 +77,8 @@ _MEANINGS = (
     ("nof_", "NoF@T: sessions that never reach Dice T (a count)"),
     ("dice_at_clicks_", "Dice@c clicks: Dice after c clicks"),
     ("dice_at_iter_", "Dice@iter i: Dice after iteration i"),
+    ("dice_auc_clicks", "Dice AUC clicks 1-5: the area under Dice over clicks 1 to 5, 0 to 4 (the CVPR 2025 "
+                        "interactive biomedical segmentation challenge's DSC AUC)"),
     ("dice_auc", "Dice AUC: mean Dice over the iterations"),
     ("final_dice", "final Dice: at the session's end"),
     ("final_hd95", "final HD95: 95th-percentile boundary distance at the end"),
@@ -249,6 +252,8 @@ def metric_matrix(arm: Arm, metrics: Sequence[str]) -> np.ndarray:
             cols.append((~arm.sessions[reached].astype(bool)).to_numpy(dtype=np.float64))
         elif m in arm.sessions.columns:
             cols.append(pd.to_numeric(arm.sessions[m], errors="coerce").to_numpy(dtype=np.float64))
+        elif m == "dice_auc_clicks":  # runs made before sessions carried it: the same from their steps
+            cols.append(np.array([dice_auc_clicks(s["dice"], s["clicks_so_far"]) for s in arm.session_steps]))
         else:
             cols.append(np.full(len(arm.sessions), np.nan))
     return np.stack(cols, axis=1) if cols else np.zeros((len(arm.sessions), 0))

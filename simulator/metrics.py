@@ -30,6 +30,7 @@ __all__ = [
     "HANDED_IN",
     "carried_dice",
     "dice",
+    "dice_auc_clicks",
     "effort_counts",
     "hd95",
     "iou",
@@ -46,6 +47,8 @@ DICE_THRESHOLDS = (0.80, 0.85, 0.90)
 # The stop reasons of a session the annotator handed in before its iteration budget ran out.
 HANDED_IN = ("done", "stop-at")
 CLICK_BUDGETS = (3, 5, 10)
+# The clicks the Dice AUC of the CVPR 2025 interactive biomedical segmentation challenge integrates over.
+AUC_CLICKS = 5
 ITERATION_MARKS = (1, 5, 10, 20)
 
 
@@ -268,6 +271,29 @@ def _check_steps(steps: Sequence[dict[str, Any]]) -> None:
             raise ValueError(f"steps: record lacks {key!r}")
 
 
+def _dice_at_clicks(dices: Sequence[float], clicks_so_far: Sequence[int], budget: int) -> float:
+    """The Dice of the first iteration whose ``clicks_so_far >= budget``, or the last Dice if the session
+    never spent that many clicks (it stopped clicking: nothing left to fix)."""
+    hit = next((d for d, c in zip(dices, clicks_so_far) if int(c) >= budget), None)
+    return float(dices[-1]) if hit is None else float(hit)
+
+
+def dice_auc_clicks(dices: Sequence[float], clicks_so_far: Sequence[int], n_clicks: int = AUC_CLICKS) -> float:
+    """The area under Dice over clicks 1..``n_clicks``, as the CVPR 2025 interactive 3D biomedical
+    segmentation challenge scores it (its ``DSC_AUC``): the trapezoid rule at unit spacing over the Dice after
+    1, 2, ..., ``n_clicks`` clicks, so it lies in [0, ``n_clicks`` - 1] (4 for 5 clicks).
+
+    Args:
+        dices: float (n,), each iteration's Dice; clicks_so_far: int (n,), the clicks spent by then.
+    """
+    if len(dices) == 0 or len(dices) != len(clicks_so_far):
+        raise ValueError(f"dices, clicks_so_far: expected the same non-zero length, got {len(dices)} and {len(clicks_so_far)}")
+    if n_clicks < 2:
+        raise ValueError(f"n_clicks: must be >= 2, got {n_clicks}")
+    at = np.array([_dice_at_clicks(dices, clicks_so_far, c) for c in range(1, n_clicks + 1)])
+    return float(at.sum() - (at[0] + at[-1]) / 2)
+
+
 def session_metrics(
     steps: Sequence[dict[str, Any]],
     *,
@@ -290,6 +316,7 @@ def session_metrics(
         ``reached_80/85/90``. ``noi_80/85/90``: that iteration's number (unreached = max_iters).
         ``dice_at_clicks_3/5/10``: the Dice of the first iteration whose ``clicks_so_far >= n``, or the
         last Dice if the session never spent n clicks (it stopped clicking: nothing left to fix).
+        ``dice_auc_clicks``: the area under Dice over clicks 1-5 (:func:`dice_auc_clicks`, 0 to 4).
         ``dice_at_iter_1/5/10/20``: the Dice at that iteration, carried forward past an early stop (see
         :func:`carried_dice`); NaN beyond ``max_iters``. ``dice_auc``: mean Dice over iterations
         1..max_iters, carried forward likewise (the area under the Dice-vs-iteration curve,
@@ -317,8 +344,8 @@ def session_metrics(
         out[f"reached_{tag}"] = i is not None
         out[f"noi_{tag}"] = n if i is None else int(steps[i]["iteration"])
     for budget in CLICK_BUDGETS:
-        hit = next((s for s in steps if int(s["clicks_so_far"]) >= budget), None)
-        out[f"dice_at_clicks_{budget}"] = dices[-1] if hit is None else float(hit["dice"])
+        out[f"dice_at_clicks_{budget}"] = _dice_at_clicks(dices, [int(s["clicks_so_far"]) for s in steps], budget)
+    out["dice_auc_clicks"] = dice_auc_clicks(dices, [int(s["clicks_so_far"]) for s in steps])
     carried = carried_dice(steps, n)
     for it in ITERATION_MARKS:
         out[f"dice_at_iter_{it}"] = float(carried[it - 1]) if it <= n else float("nan")

@@ -150,6 +150,7 @@ def study_record(study: Study, quick: bool) -> dict[str, Any]:
         "folds": study.folds,
         "reference": study.reference,
         "primary_endpoint": study.primary_endpoint,
+        "secondary_metrics": study.secondary_metrics,
         "thresholds": study.thresholds,
         "bootstrap": {"n_boot": study.n_boot, "seed": study.boot_seed},
         "training": {"seeds": study.train_seeds, "retrain": study.retrain},

@@ -24,6 +24,7 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
     seed = 0                              # session seed: every arm sees the same images and targets
     reference = "unet-complete"           # the label of the arm every other arm is compared with
     primary_endpoint = "noc_90"           # fixed before the study runs
+    secondary_metrics = ["dice_auc_clicks"]  # reported beside the default ones (any ENDPOINTS name)
     thresholds = [0.85, 0.90]             # Dice thresholds reported (subset of 0.80, 0.85, 0.90)
     quick_sessions = 6                    # --quick: sessions per arm
     quick_max_iters = 5                   # --quick: iterations per session (at most)
@@ -98,13 +99,13 @@ ENDPOINTS = (
     "noc_80", "noc_85", "noc_90", "noi_80", "noi_85", "noi_90",
     "dice_at_clicks_3", "dice_at_clicks_5", "dice_at_clicks_10",
     "dice_at_iter_1", "dice_at_iter_5", "dice_at_iter_10", "dice_at_iter_20",
-    "dice_auc", "final_dice", "final_hd95", "effort_s",
+    "dice_auc", "dice_auc_clicks", "final_dice", "final_hd95", "effort_s",
 )
 
 _TOP_KEYS = {
     "name", "description", "notes", "dataset", "train_tasks", "sessions", "seed", "reference", "primary_endpoint",
     "thresholds", "quick_sessions", "quick_max_iters", "protocol", "effort", "bootstrap", "training",
-    "variants", "arms", "reproduce", "folds",
+    "variants", "arms", "reproduce", "folds", "secondary_metrics",
 }
 # The keys come from the run settings' fields (simulator.runner.RunSettings and the records it nests),
 # grouped as probseg-simulate groups its options: [protocol] and [effort] take their group's fields, an
@@ -171,6 +172,7 @@ class Study:
     seed: int = 0
     reference: str | None = None
     primary_endpoint: str = "noc_90"
+    secondary_metrics: list[str] = field(default_factory=list)
     thresholds: list[float] = field(default_factory=lambda: [0.85, 0.90])
     quick_sessions: int = 6
     quick_max_iters: int = 5
@@ -299,6 +301,10 @@ def parse_study(raw: dict[str, Any], path: Path | None = None) -> Study:
     study.primary_endpoint = raw.get("primary_endpoint", "noc_90")
     if study.primary_endpoint not in ENDPOINTS:
         raise _err("primary_endpoint", f"unknown metric {study.primary_endpoint!r}; allowed: {', '.join(ENDPOINTS)}")
+    secondary = raw.get("secondary_metrics", [])
+    if not isinstance(secondary, list) or any(m not in ENDPOINTS for m in secondary):
+        raise _err("secondary_metrics", f"expected a list from {', '.join(ENDPOINTS)}, got {secondary!r}")
+    study.secondary_metrics = list(dict.fromkeys(secondary))
     thresholds = raw.get("thresholds", [0.85, 0.90])
     if not isinstance(thresholds, list) or not thresholds or any(
         not isinstance(t, (int, float)) or round(float(t), 2) not in DICE_THRESHOLDS for t in thresholds

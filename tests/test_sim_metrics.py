@@ -11,6 +11,7 @@ from simulator.metrics import (
     EffortCounts,
     EffortModel,
     dice,
+    dice_auc_clicks,
     effort_counts,
     hd95,
     iou,
@@ -103,6 +104,19 @@ def test_dice_at_clicks_and_iterations():
     # A start that already costs 5 inputs answers every smaller budget with iteration 1.
     m = session_metrics(steps_from([0.6, 0.9], [5, 6]))
     assert m["dice_at_clicks_3"] == m["dice_at_clicks_5"] == 0.6
+
+
+def test_dice_auc_over_clicks_1_to_5_is_the_challenges_trapezoid():
+    # CLIMB: Dice after 1..5 clicks is 0.5 (iteration 1 already has 2), 0.5, 0.7, 0.82, 0.86; the trapezoid
+    # at unit spacing: 0.5/2 + 0.5 + 0.7 + 0.82 + 0.86/2.
+    assert session_metrics(CLIMB)["dice_auc_clicks"] == pytest.approx(0.25 + 0.5 + 0.7 + 0.82 + 0.43)
+    # Done at once: every budget is answered with that Dice, the most a session can score is 4.
+    assert dice_auc_clicks([1.0], [2]) == pytest.approx(4.0)
+    assert dice_auc_clicks([0.2, 0.4], [1, 2], n_clicks=2) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="^dices, clicks_so_far: "):
+        dice_auc_clicks([0.5], [1, 2])
+    with pytest.raises(ValueError, match="^n_clicks: "):
+        dice_auc_clicks([0.5], [1], n_clicks=1)
 
 
 def test_auc_final_values_and_totals():

@@ -278,3 +278,24 @@ def test_list_and_show_say_what_a_study_needs_when_its_data_is_absent(
     assert main(["show", "medscribble"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("probseg-study: error: dataset: needs the MedScribble collection")
+
+
+def test_secondary_metrics_are_reported_and_read_from_steps_for_older_runs(tmp_path: Path) -> None:
+    from simulator.report import write_report
+    from simulator.study import run_study
+
+    with pytest.raises(ValueError, match="^secondary_metrics: expected a list from"):
+        parse_study(_minimal(secondary_metrics=["auc"]))
+    out = run_study(parse_study(_minimal(secondary_metrics=["dice_auc_clicks"])), tmp_path / "s", quick=True,
+                    workers=0, progress=False)
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"dice_auc_clicks", "dice_auc_clicks_lo", "dice_auc_clicks_hi"} <= set(summary.columns)
+    assert summary["dice_auc_clicks"].between(0, 4).all()
+    assert "Dice AUC clicks 1-5" in (out / "report.md").read_text()
+    # A run made before sessions carried the column: the report works it out from steps.parquet alike.
+    for arm in json.loads((out / "study.json").read_text())["arms"]:
+        path = out / arm["run_dir"] / "sessions.parquet"
+        pd.read_parquet(path).drop(columns=["dice_auc_clicks"]).to_parquet(path)
+    write_report([out], out=out)
+    again = pd.read_csv(out / "summary.csv")
+    pd.testing.assert_series_equal(again["dice_auc_clicks"], summary["dice_auc_clicks"])

@@ -54,8 +54,12 @@ class BootstrapWeights:
 
 
 
-def resolve_metrics(endpoint: str, thresholds: Sequence[float] | None, arms: Sequence[Arm]) -> list[str]:
+def resolve_metrics(endpoint: str, thresholds: Sequence[float] | None, arms: Sequence[Arm],
+                    secondary: Sequence[str] | None = None) -> list[str]:
+    """The report's metrics: :data:`METRICS`, NoC at each threshold, the endpoint first where it is not
+    among them, and a study's ``secondary_metrics`` after them."""
     metrics = list(METRICS)
+    metrics += [m for m in secondary or () if m not in metrics]
     for t in thresholds or ():
         tag = f"noc_{round(float(t) * 100)}"
         if tag not in metrics and (not arms or tag in arms[0].sessions.columns):

@@ -102,7 +102,8 @@ def write_report(
     if seed < 0:
         raise ValueError(f"seed: must be >= 0, got {seed}")
     endpoint = endpoint or (study or {}).get("primary_endpoint") or DEFAULT_ENDPOINT
-    metrics = resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms)
+    metrics = resolve_metrics(str(endpoint), (study or {}).get("thresholds"), arms,
+                              (study or {}).get("secondary_metrics"))
     labels = [a.label for a in arms]
     reference, ref_map = resolve_references(arms, study, reference)
     check_paired(arms, ref_map)
