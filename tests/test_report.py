@@ -67,7 +67,7 @@ def test_summary_columns_cis_and_nof(runs, tmp_path):
     # 4 iterations: no session has an iteration 10, so that metric is NaN, not an error.
     assert summary["dice_at_iter_10"].isna().all()
     assert "session_seconds" not in " ".join(summary.columns)
-    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "report.md"}
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "candidates.csv", "report.md"}
     ends = pd.read_csv(tmp_path / "session_ends.csv").set_index("label")
     for label in summary["label"]:
         sessions = pd.read_parquet(runs[label] / "sessions.parquet")

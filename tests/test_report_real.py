@@ -430,7 +430,8 @@ def test_disk_runs_get_no_real_sections(tmp_path, with_task):
     runs = [write_fake_run(tmp_path / m, disk, method=m, k=k, dataset="disks", with_task=with_task)
             for m, k in (("random-walker", 1), ("probseg", 4))]
     res = write_report(runs, out=tmp_path / "out", n_boot=50, figures=False)
-    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "report.md"}
+    # The K = 4 arm's candidates get their table; nothing of the real-image tables.
+    assert set(res["paths"]) == {"summary.csv", "comparison.csv", "session_ends.csv", "candidates.csv", "report.md"}
     assert res["per_task"] is None and res["per_annotator"] is None and res["starts"] is None
     text = (tmp_path / "out" / "report.md").read_text()
     for section in ("Per task", "Smallest detectable", "Per annotator", "Simulated against human", "- Tasks:"):

@@ -13,6 +13,7 @@ from probseg.lazy import lazy_import
 
 from ..arms import image_codes
 from ..stats import DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_weights
+from .candidates import candidate_lines, candidate_table
 from .figure_set import draw_figures, figure_lines
 from .load import check_paired, image_set_warning, load_inputs
 from .markdown import (
@@ -145,6 +146,7 @@ def write_report(
     starts = starts_table(arms, str(endpoint), n_boot, seed, weights=w) if arms else None
     if starts is not None and starts.empty:
         starts = None
+    candidates = candidate_table(arms, n_boot, seed) if arms else None
 
     written: dict[str, Path] = {}
     if arms:  # a reproduce-only study has no arm tables
@@ -156,7 +158,8 @@ def write_report(
     if arms:
         _write_csv(ends, out / "session_ends.csv")
         written["session_ends.csv"] = out / "session_ends.csv"
-    for name, table in (("per_task.csv", per_task), ("per_annotator.csv", per_annotator), ("starts.csv", starts)):
+    for name, table in (("per_task.csv", per_task), ("per_annotator.csv", per_annotator), ("starts.csv", starts),
+                        ("candidates.csv", candidates)):
         if table is not None:
             _write_csv(table, out / name)
             written[name] = out / name
@@ -184,6 +187,7 @@ def write_report(
         lines += protocol_change_lines(summary, out, str(endpoint))
         lines += comparison_lines(comparison, arms, str(endpoint), metrics, n_boot)
         lines += multi_seed_lines(seeds, str(endpoint))
+        lines += candidate_lines(candidates, n_boot)
         if real:
             lines += mdd_lines(comparison, per_task, str(endpoint), summary)
             lines += per_task_lines(per_task, str(endpoint), n_boot)
@@ -211,6 +215,9 @@ def write_report(
         if per_annotator is not None:
             lines.append("- `per_annotator.csv`: human-start arms, per annotator (all tasks, then per task): the mean "
                          "endpoint and NoC@90, and the spread across annotators.")
+        if candidates is not None:
+            lines.append("- `candidates.csv`: arms with several candidates, at the first proposal: best, top-scored "
+                         "and candidate 0's Dice, best minus top-scored, mean pairwise Dice, each with its CI.")
         if starts is not None:
             lines.append("- `starts.csv`: arms differing only in start: each start's value over images and the "
                          "paired difference of each simulated start against the human start, with CIs.")
@@ -222,6 +229,6 @@ def write_report(
     return {
         "paths": written, "summary": summary, "comparison": comparison, "multi_seed": seeds, "warnings": warns,
         "reference": reference, "references": ref_map, "endpoint": str(endpoint), "n_boot": n_boot, "seed": seed,
-        "per_task": per_task, "per_annotator": per_annotator, "starts": starts,
+        "per_task": per_task, "per_annotator": per_annotator, "starts": starts, "candidates": candidates,
     }
 
