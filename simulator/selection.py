@@ -41,7 +41,7 @@ from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
     "FAMILIES", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
-    "paired_task_se", "row_choices", "run_selection",
+    "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
 ]
 
 # The families of issue 13 and their configuration per row of the 2x2 design.
@@ -327,6 +327,68 @@ def run_selection(
     return decision
 
 
+def _read_selection(folder: Path) -> dict[str, Any]:
+    """A finished, complete selection's ``selection.json`` (refusing a partial run: not a decision)."""
+    path = Path(folder) / "selection.json"
+    try:
+        record = json.loads(path.read_text())
+    except OSError:
+        raise ValueError(f"selection: {path} not found; run probseg-select for that fold and row first") from None
+    except ValueError:
+        raise ValueError(f"selection: {path} is not valid JSON") from None
+    if not record.get("complete_run"):
+        raise ValueError(f"selection: {path} is a partial run (not every training task left out), not a decision")
+    return record
+
+
+def shipped_family(records: Sequence[Mapping[str, Any]]) -> str:
+    """Step 4 of the rule: the family both folds chose, else the one with the higher score summed over folds
+    (a tie there goes by :data:`PREFERENCE`)."""
+    rows = {r["row"] for r in records}
+    if len(records) < 1 or len(rows) != 1:
+        raise ValueError(f"selection: expected the decisions of one row, got rows {sorted(rows)}")
+    chosen = {r["decision"]["chosen"] for r in records}
+    if len(chosen) == 1:
+        return chosen.pop()
+    total: dict[str, float] = {}
+    for r in records:
+        for family, score in r["decision"]["scores"].items():
+            total[family] = total.get(family, 0.0) + float(score)
+    best = max(total.values())
+    return min((f for f, v in total.items() if v == best), key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else 99)
+
+
+def train_final(
+    row: str,
+    family: str,
+    train_tasks: Sequence[str],
+    out_dir: str | Path,
+    medscribble: str,
+    device: str = "auto",
+    threads: int = 2,
+    fraction: float = 1.0,
+) -> Path:
+    """Train ``family``'s ``row`` recipe at ``fraction`` (1: the full budget) on ``train_tasks`` into
+    ``out_dir/<configuration>.pt`` by its ``probseg-train`` command (kept when that command made it before).
+
+    Returns the checkpoint's path.
+    """
+    choices = row_choices(row)
+    if family not in choices:
+        raise ValueError(f"family: {family!r} is not one of row {row}'s ({', '.join(choices)})")
+    config, pseudo = choices[family]
+    c = Candidate(family, row, "", config, tuple(train_tasks), pseudo)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / f"{config}.pt"
+    args = train_command(c, ckpt, fraction, medscribble, device, threads)
+    record = ckpt.with_suffix(".json")
+    if ckpt.exists() and record.exists() and json.loads(record.read_text()).get("command") == "probseg-train " + shlex.join(args):
+        return ckpt
+    _train(c, args, out_dir / f"{config}.log")
+    return ckpt
+
+
 def _markdown(result: dict[str, Any]) -> str:
     d = result["decision"]
     lines = [
@@ -356,10 +418,12 @@ def _parser() -> ArgumentParser:
                     "CHECKPOINTS.md: train each family with each training task left out, at a fraction of its "
                     "recipe, and compare them on the left-out tasks (training tasks only).",
     )
-    p.add_argument("--fold", required=True, help="A (trains on ACDC, BTCV, HipXRay, STARE) or B (the other four)")
+    p.add_argument("--fold", default=None, help="A (trains on ACDC, BTCV, HipXRay, STARE) or B (the other four); "
+                                                 "required unless --ship")
     p.add_argument("--row", required=True, help="the design's row: partial or complete (K-candidate families: "
                                                  "heads, ssn), or unet (the U-Net's recipes: pseudo, real)")
-    p.add_argument("--out", required=True, help="folder of the checkpoints, evaluations and decision (reruns resume)")
+    p.add_argument("--out", default=None, help="folder of the checkpoints, evaluations and decision (reruns resume); "
+                                                "required unless --ship")
     p.add_argument("--fraction", type=float, default=0.25, help=f"of the full recipe {FULL_RECIPE}")
     p.add_argument("--families", default=None, help="the two compared (default: the row's two)")
     p.add_argument("--left-out", default=None, help="comma-separated subset of the fold's tasks to leave out "
@@ -371,6 +435,13 @@ def _parser() -> ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="the evaluation's workers (probseg-simulate --workers)")
     p.add_argument("--n-sessions", type=int, default=None,
                    help="sessions per start and left-out task (default: all; fewer: a smoke test)")
+    p.add_argument("--final", default=None, metavar="DIR",
+                   help="then train the chosen recipe at the full budget on all the fold's training tasks into "
+                        "DIR/<configuration>.pt (the fold's checkpoint, e.g. results/medscribble/checkpoints/A)")
+    p.add_argument("--ship", default=None, metavar="SEL_A,SEL_B",
+                   help="instead of selecting: read the row's selections of both folds (their --out folders), "
+                        "take the family by step 4 of the rule and train it at the full budget on all eight tasks "
+                        "into --final (the shipped checkpoint)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 
@@ -380,6 +451,28 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-select``."""
     a = _parser().parse_args(argv)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    from probseg.data.medscribble import DEFAULT_MEDSCRIBBLE
+
+    from .baselines import MEDSCRIBBLE_FOLDS
+
+    medscribble = a.medscribble or DEFAULT_MEDSCRIBBLE
+    if a.ship is not None:
+        if a.final is None:
+            raise ValueError("final: --ship needs --final DIR, where the shipped checkpoint is written")
+        records = [_read_selection(Path(d)) for d in split(a.ship)]
+        if sorted(r["fold"] for r in records) != sorted(MEDSCRIBBLE_FOLDS):
+            raise ValueError(f"ship: expected one selection per fold ({', '.join(MEDSCRIBBLE_FOLDS)}), got "
+                             f"{', '.join(r['fold'] for r in records)}")
+        if any(r["row"] != a.row for r in records):
+            raise ValueError(f"ship: the selections are not all of row {a.row}")
+        family = shipped_family(records)
+        tasks = [t for f in sorted(MEDSCRIBBLE_FOLDS) for t in MEDSCRIBBLE_FOLDS[f]]
+        ckpt = train_final(a.row, family, tasks, a.final, medscribble, a.device, a.threads)
+        print(json.dumps({"shipped": family, "checkpoint": str(ckpt)}))
+        return 0
+    for name in ("fold", "out"):
+        if getattr(a, name) is None:
+            raise ValueError(f"{name}: --{name} is required (unless --ship)")
     decision = run_selection(
         a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families) if a.families else None,
         left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
@@ -387,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print((Path(a.out) / "selection.md").read_text())
     print(json.dumps({"chosen": decision.chosen, "reason": decision.reason, "scores": decision.scores}))
+    if a.final is not None:
+        _read_selection(Path(a.out))  # a partial run (--left-out) is not a decision to train on
+        ckpt = train_final(a.row, decision.chosen, MEDSCRIBBLE_FOLDS[a.fold], a.final, medscribble, a.device, a.threads)
+        print(json.dumps({"final": decision.chosen, "checkpoint": str(ckpt)}))
     return 0
 
 

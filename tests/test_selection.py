@@ -16,7 +16,9 @@ from simulator.selection import (
     main,
     paired_task_se,
     run_selection,
+    shipped_family,
     train_command,
+    train_final,
 )
 
 MEDSCRIBBLE = Path(__file__).resolve().parents[2] / "shared" / "medscribble"
@@ -155,3 +157,51 @@ def test_a_small_unet_selection_evaluates_its_one_answer(tmp_path):
     config = json.loads((tmp_path / "runs" / "real-unet-without-HipXRay" / "human" / "config.json").read_text())
     assert (config["settings"]["method"], config["settings"]["policy"], config["settings"]["k"]) == \
         ("unet-complete", "first", 1)
+
+
+def _record(fold: str, chosen: str, scores: dict, row: str = "complete") -> dict:
+    return {"fold": fold, "row": row, "complete_run": True, "decision": {"chosen": chosen, "scores": scores}}
+
+
+def test_the_shipped_family_is_the_folds_choice_or_the_higher_summed_score():
+    agree = [_record("A", "ssn", {"heads": 0.5, "ssn": 0.6}), _record("B", "ssn", {"heads": 0.7, "ssn": 0.6})]
+    assert shipped_family(agree) == "ssn"  # both folds chose it, whatever the sums
+    differ = [_record("A", "ssn", {"heads": 0.50, "ssn": 0.60}), _record("B", "heads", {"heads": 0.75, "ssn": 0.60})]
+    assert shipped_family(differ) == "heads"  # 1.25 against 1.20
+    tie = [_record("A", "ssn", {"heads": 0.5, "ssn": 0.6}), _record("B", "heads", {"heads": 0.6, "ssn": 0.5})]
+    assert shipped_family(tie) == "heads"
+    with pytest.raises(ValueError, match="^selection: expected the decisions of one row"):
+        shipped_family([_record("A", "ssn", {}), _record("B", "ssn", {}, row="partial")])
+
+
+def test_cli_ship_needs_both_folds_complete_selections(capsys, tmp_path):
+    for fold in ("A", "B"):
+        (tmp_path / fold).mkdir()
+        record = _record(fold, "heads", {"heads": 0.5, "ssn": 0.4})
+        if fold == "B":
+            record["complete_run"] = False
+        (tmp_path / fold / "selection.json").write_text(json.dumps(record))
+    argv = ["--row", "complete", "--ship", f"{tmp_path / 'A'},{tmp_path / 'B'}", "--final", str(tmp_path / "ship")]
+    assert main(argv) == 2
+    assert "is a partial run" in capsys.readouterr().err
+    assert main(["--row", "complete", "--ship", str(tmp_path / "A"), "--final", str(tmp_path / "ship")]) == 2
+    assert "ship: expected one selection per fold (A, B), got A" in capsys.readouterr().err
+    assert main(["--row", "complete", "--ship", str(tmp_path / "A")]) == 2
+    assert "final: --ship needs --final DIR" in capsys.readouterr().err
+    assert main(["--row", "complete", "--out", str(tmp_path)]) == 2
+    assert "fold: --fold is required" in capsys.readouterr().err
+    assert not (tmp_path / "ship").exists()
+
+
+@pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
+def test_train_final_trains_the_chosen_recipe_on_every_given_task_and_keeps_it(tmp_path):
+    ckpt = train_final("unet", "real", ["ACDC", "BTCV"], tmp_path / "A", str(MEDSCRIBBLE), "cpu", 1, fraction=0.001)
+    assert ckpt == tmp_path / "A" / "medical-unet-complete.pt"
+    command = json.loads(ckpt.with_suffix(".json").read_text())["command"]
+    assert "--train-tasks ACDC,BTCV" in command and "--pseudo-fraction 0.0" in command
+    before = ckpt.stat().st_mtime_ns
+    assert train_final("unet", "real", ["ACDC", "BTCV"], tmp_path / "A", str(MEDSCRIBBLE), "cpu", 1,
+                       fraction=0.001) == ckpt
+    assert ckpt.stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="^family: 'heads' is not one of row unet's"):
+        train_final("unet", "heads", ["ACDC"], tmp_path / "B", str(MEDSCRIBBLE))
