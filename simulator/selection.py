@@ -362,14 +362,16 @@ def train_final(
     row: str,
     family: str,
     train_tasks: Sequence[str],
-    out_dir: str | Path,
+    checkpoint: str | Path,
     medscribble: str,
     device: str = "auto",
     threads: int = 2,
     fraction: float = 1.0,
 ) -> Path:
     """Train ``family``'s ``row`` recipe at ``fraction`` (1: the full budget) on ``train_tasks`` into
-    ``out_dir/<configuration>.pt`` by its ``probseg-train`` command (kept when that command made it before).
+    ``checkpoint`` (a ``.pt`` path; its record and log beside it) by its ``probseg-train`` command, kept
+    when that very command made it before. The file is named for the row, not the family
+    (``A/complete-k.pt``), so a study names each fold's model alike whichever family the fold chose.
 
     Returns the checkpoint's path.
     """
@@ -378,14 +380,15 @@ def train_final(
         raise ValueError(f"family: {family!r} is not one of row {row}'s ({', '.join(choices)})")
     config, pseudo = choices[family]
     c = Candidate(family, row, "", config, tuple(train_tasks), pseudo)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = out_dir / f"{config}.pt"
+    ckpt = Path(checkpoint)
+    if ckpt.suffix != ".pt":
+        raise ValueError(f"final: expected a .pt file to write, got {str(ckpt)!r}")
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     args = train_command(c, ckpt, fraction, medscribble, device, threads)
     record = ckpt.with_suffix(".json")
     if ckpt.exists() and record.exists() and json.loads(record.read_text()).get("command") == "probseg-train " + shlex.join(args):
         return ckpt
-    _train(c, args, out_dir / f"{config}.log")
+    _train(c, args, ckpt.with_suffix(".log"))
     return ckpt
 
 
@@ -435,9 +438,9 @@ def _parser() -> ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="the evaluation's workers (probseg-simulate --workers)")
     p.add_argument("--n-sessions", type=int, default=None,
                    help="sessions per start and left-out task (default: all; fewer: a smoke test)")
-    p.add_argument("--final", default=None, metavar="DIR",
+    p.add_argument("--final", default=None, metavar="PT",
                    help="then train the chosen recipe at the full budget on all the fold's training tasks into "
-                        "DIR/<configuration>.pt (the fold's checkpoint, e.g. results/medscribble/checkpoints/A)")
+                        "this file (the fold's checkpoint, e.g. results/medscribble/checkpoints/A/complete-k.pt)")
     p.add_argument("--ship", default=None, metavar="SEL_A,SEL_B",
                    help="instead of selecting: read the row's selections of both folds (their --out folders), "
                         "take the family by step 4 of the rule and train it at the full budget on all eight tasks "
@@ -458,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     medscribble = a.medscribble or DEFAULT_MEDSCRIBBLE
     if a.ship is not None:
         if a.final is None:
-            raise ValueError("final: --ship needs --final DIR, where the shipped checkpoint is written")
+            raise ValueError("final: --ship needs --final PT, the shipped checkpoint's file")
         records = [_read_selection(Path(d)) for d in split(a.ship)]
         if sorted(r["fold"] for r in records) != sorted(MEDSCRIBBLE_FOLDS):
             raise ValueError(f"ship: expected one selection per fold ({', '.join(MEDSCRIBBLE_FOLDS)}), got "

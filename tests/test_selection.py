@@ -181,13 +181,13 @@ def test_cli_ship_needs_both_folds_complete_selections(capsys, tmp_path):
         if fold == "B":
             record["complete_run"] = False
         (tmp_path / fold / "selection.json").write_text(json.dumps(record))
-    argv = ["--row", "complete", "--ship", f"{tmp_path / 'A'},{tmp_path / 'B'}", "--final", str(tmp_path / "ship")]
+    argv = ["--row", "complete", "--ship", f"{tmp_path / 'A'},{tmp_path / 'B'}", "--final", str(tmp_path / "ship" / "k.pt")]
     assert main(argv) == 2
     assert "is a partial run" in capsys.readouterr().err
     assert main(["--row", "complete", "--ship", str(tmp_path / "A"), "--final", str(tmp_path / "ship")]) == 2
     assert "ship: expected one selection per fold (A, B), got A" in capsys.readouterr().err
     assert main(["--row", "complete", "--ship", str(tmp_path / "A")]) == 2
-    assert "final: --ship needs --final DIR" in capsys.readouterr().err
+    assert "final: --ship needs --final PT" in capsys.readouterr().err
     assert main(["--row", "complete", "--out", str(tmp_path)]) == 2
     assert "fold: --fold is required" in capsys.readouterr().err
     assert not (tmp_path / "ship").exists()
@@ -195,13 +195,15 @@ def test_cli_ship_needs_both_folds_complete_selections(capsys, tmp_path):
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
 def test_train_final_trains_the_chosen_recipe_on_every_given_task_and_keeps_it(tmp_path):
-    ckpt = train_final("unet", "real", ["ACDC", "BTCV"], tmp_path / "A", str(MEDSCRIBBLE), "cpu", 1, fraction=0.001)
-    assert ckpt == tmp_path / "A" / "medical-unet-complete.pt"
+    ckpt = train_final("unet", "real", ["ACDC", "BTCV"], tmp_path / "A" / "unet.pt", str(MEDSCRIBBLE), "cpu", 1,
+                       fraction=0.001)
+    assert ckpt == tmp_path / "A" / "unet.pt" and ckpt.with_suffix(".log").is_file()
     command = json.loads(ckpt.with_suffix(".json").read_text())["command"]
     assert "--train-tasks ACDC,BTCV" in command and "--pseudo-fraction 0.0" in command
     before = ckpt.stat().st_mtime_ns
-    assert train_final("unet", "real", ["ACDC", "BTCV"], tmp_path / "A", str(MEDSCRIBBLE), "cpu", 1,
-                       fraction=0.001) == ckpt
+    assert train_final("unet", "real", ["ACDC", "BTCV"], ckpt, str(MEDSCRIBBLE), "cpu", 1, fraction=0.001) == ckpt
     assert ckpt.stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="^family: 'heads' is not one of row unet's"):
-        train_final("unet", "heads", ["ACDC"], tmp_path / "B", str(MEDSCRIBBLE))
+        train_final("unet", "heads", ["ACDC"], tmp_path / "B" / "unet.pt", str(MEDSCRIBBLE))
+    with pytest.raises(ValueError, match="^final: expected a .pt file"):
+        train_final("unet", "real", ["ACDC"], tmp_path / "B", str(MEDSCRIBBLE))
