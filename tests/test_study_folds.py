@@ -127,3 +127,12 @@ def test_the_report_pools_the_folds(fold_checkpoints: Path, tmp_path: Path) -> N
     assert "| `unet` | unet-complete | complete | {fold}/unet.pt |" in report
     # Each fold's walker is the one tuned on that fold's training tasks.
     assert "beta 32000, bf (A); beta 8000, bf (B)" in report
+
+
+def test_a_pooled_arm_missing_a_folds_run_is_refused(fold_checkpoints: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = run_study(parse_study(_raw(fold_checkpoints)), tmp_path / "out", workers=0, progress=False, report=False)
+    shutil.rmtree(out / "runs" / "walker" / "fold-B")
+    with pytest.raises(ValueError, match=r"^paths: .*walker has no run of fold B"):
+        load_study_results(out)

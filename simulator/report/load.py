@@ -59,11 +59,13 @@ def load_run(
     train_seed: int | None = None,
     variant: str = "default",
     arg: str = "paths",
+    folds: Sequence[str] | None = None,
 ) -> Arm:
     """Load a run directory as an :class:`Arm` (label: the directory name unless given).
 
     A directory holding one run per cross-validation fold (``fold-F/``, as a study with ``[folds]``
-    writes) is loaded as one arm pooled over its folds (see :func:`fold_runs`).
+    writes) is loaded as one arm pooled over its folds (see :func:`fold_runs`); ``folds``, the study's
+    fold names, must then all be there.
 
     Raises:
         ValueError: naming ``arg`` when the directory is missing or lacks ``config.json``,
@@ -72,9 +74,13 @@ def load_run(
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise ValueError(f"{arg}: {run_dir} is not a directory")
-    folds = fold_runs(run_dir)
-    if folds:
-        return _load_folded(run_dir, folds, label, name=name, train_seed=train_seed, variant=variant, arg=arg)
+    found = fold_runs(run_dir)
+    missing = [f for f in folds or () if f not in dict(found)]
+    if missing:
+        raise ValueError(f"{arg}: {run_dir} has no run of fold {missing[0]} (the study stopped before it: run it "
+                         "again to finish)")
+    if found:
+        return _load_folded(run_dir, found, label, name=name, train_seed=train_seed, variant=variant, arg=arg)
     sessions, steps, config = _read_run(run_dir, arg)
     return Arm(
         label=label if label is not None else run_dir.resolve().name, run_dir=run_dir, config=config,
@@ -177,6 +183,7 @@ def load_study_results(path: str | os.PathLike) -> tuple[dict[str, Any], list[Ar
         arm = load_run(
             run_dir, label, name=str(spec.get("name") or label),
             train_seed=None if seed is None else int(seed), variant=str(spec.get("variant") or "default"),
+            folds=list(spec.get("folds") or {}),
         )
         arm.reference = str(spec.get("reference") or "")
         arm.base = str(spec.get("base") or label)
