@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{st.name}: {st.description}")
         print(f"dataset {st.dataset}, sessions {st.arms[0].settings.get('n_sessions') if st.arms else '-'}, "
               f"reference {st.reference!r}, primary endpoint {st.primary_endpoint}")
+        for fold, train in st.folds.items():
+            unseen = st.fold_datasets[fold].rpartition("?tasks=")[2].replace(",", ", ")
+            print(f"fold {fold}: trains on {', '.join(train)}; every arm runs on {unseen}")
         print(_arms_table(st))
         return 0
     if a.workers < 0:

@@ -136,3 +136,27 @@ def test_a_pooled_arm_missing_a_folds_run_is_refused(fold_checkpoints: Path, tmp
     shutil.rmtree(out / "runs" / "walker" / "fold-B")
     with pytest.raises(ValueError, match=r"^paths: .*walker has no run of fold B"):
         load_study_results(out)
+
+
+def test_show_says_what_each_fold_trains_on_and_runs_on(fold_checkpoints: Path, tmp_path: Path, capsys) -> None:
+    from simulator.study import main
+
+    ckpt = str(fold_checkpoints / "{fold}" / "unet.pt")
+    path = tmp_path / "folds.toml"
+    path.write_text(f"""name = "folds-test"
+dataset = "medscribble:{MEDSCRIBBLE}"
+reference = "unet"
+[folds]
+A = {FOLD_A!r}
+B = {FOLD_B!r}
+[[arms]]
+label = "unet"
+method = "unet-complete"
+policy = "first"
+k = 1
+checkpoint = "{ckpt}"
+""".replace("'", '"'))
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fold A: trains on ACDC, BTCV, HipXRay, STARE; every arm runs on CAMUS, OASIS, OCTA500, WBC" in out
+    assert "fold B: trains on CAMUS, OASIS, OCTA500, WBC; every arm runs on ACDC, BTCV, HipXRay, STARE" in out
