@@ -44,6 +44,11 @@ def pairwise_dice(fg: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list column's value as a list (a missing value, None, is empty)."""
+    return [] if value is None else list(value)
+
+
 def _parts(arm: Arm) -> list[tuple[Path, int]]:
     """``[(run directory, the arm's number of its session 0)]``: one run, or a pooled arm's folds."""
     return [(p.run_dir, p.first) for p in arm.parts] or [(arm.run_dir, 0)]
@@ -61,20 +66,20 @@ def first_proposal_rows(arm: Arm) -> pd.DataFrame:
         df = pd.read_parquet(path, columns=[c for c in cols if c in names], filters=[("iteration", "==", 1)])
         frames.append(df.assign(session=df["session"] + first))
     rows: list[dict[str, Any]] = []
-    for r in pd.concat(frames, ignore_index=True).itertuples(index=False):
-        dices = np.asarray(r.candidate_dice if r.candidate_dice is not None else [], dtype=np.float64)
+    for r in pd.concat(frames, ignore_index=True).to_dict("records"):
+        dices = np.asarray(_listed(r.get("candidate_dice")), dtype=np.float64)
         if dices.size < 2:
             continue
-        scores = np.asarray(getattr(r, "candidate_scores", None) if getattr(r, "candidate_scores", None) is not None
-                            else [], dtype=np.float64)
+        scores = np.asarray(_listed(r.get("candidate_scores")), dtype=np.float64)
+        # No scores (or NaN ones: a method without them) leave the top-scored candidate undefined.
         top = float(dices[int(np.argmax(scores))]) if scores.size == dices.size and np.isfinite(scores).all() else np.nan
-        blob = getattr(r, "candidates", None)
+        blob = r.get("candidates")
         pair = np.nan
         if blob is not None:
             cands = decode(blob)  # (K, 2, H, W): each candidate's (mask, seg)
             pair = pairwise_dice(cands[:, 0] & cands[:, 1])
         best = float(dices.max())
-        rows.append({"session": int(r.session), "best_dice": best, "top_scored_dice": top,
+        rows.append({"session": int(r["session"]), "best_dice": best, "top_scored_dice": top,
                      "best_minus_top": best - top, "first_dice": float(dices[0]), "pairwise_dice": pair})
     return pd.DataFrame(rows, columns=["session", *CANDIDATE_COLUMNS])
 
