@@ -159,6 +159,9 @@ class Arm:
             say; then the report's single reference is used).
         base: the arm as the study file names it, before the variant and training seed are appended
             (default: the label); figures draw one line per base.
+        parts: for an arm pooled over cross-validation folds, each fold's run (:class:`FoldPart`; then
+            ``run_dir`` is the folder holding them, and ``sessions``/``steps`` number the sessions fold
+            after fold); empty for one run.
     """
 
     label: str
@@ -226,7 +229,8 @@ class Arm:
         for s in self.sessions["session"].astype(int):
             g = groups.get(int(s))
             if g is None or len(g) == 0:
-                raise ValueError(f"paths: {self.run_dir}/steps.parquet has no steps for session {s}")
+                where, local, _ = self.locate(int(s))
+                raise ValueError(f"paths: {where}/steps.parquet has no steps for session {local}")
             out.append({
                 "iteration": g["iteration"].to_numpy(dtype=np.int64),
                 "dice": g["dice"].to_numpy(dtype=np.float64),
@@ -250,13 +254,27 @@ def metric_matrix(arm: Arm, metrics: Sequence[str]) -> np.ndarray:
             if reached not in arm.sessions.columns:
                 raise ValueError(f"endpoint: run {arm.label!r} has no {reached!r} column for {m!r}")
             cols.append((~arm.sessions[reached].astype(bool)).to_numpy(dtype=np.float64))
+        elif m == "dice_auc_clicks":
+            cols.append(_dice_auc_clicks(arm))
         elif m in arm.sessions.columns:
             cols.append(pd.to_numeric(arm.sessions[m], errors="coerce").to_numpy(dtype=np.float64))
-        elif m == "dice_auc_clicks":  # runs made before sessions carried it: the same from their steps
-            cols.append(np.array([dice_auc_clicks(s["dice"], s["clicks_so_far"]) for s in arm.session_steps]))
         else:
             cols.append(np.full(len(arm.sessions), np.nan))
     return np.stack(cols, axis=1) if cols else np.zeros((len(arm.sessions), 0))
+
+
+def _dice_auc_clicks(arm: Arm) -> np.ndarray:
+    """``dice_auc_clicks`` per session: float64 (n_sessions,); worked out from the steps for the sessions
+    that lack it (chunks or folds run before sessions carried it), so the mean is over every session."""
+    have = (pd.to_numeric(arm.sessions["dice_auc_clicks"], errors="coerce").to_numpy(dtype=np.float64)
+            if "dice_auc_clicks" in arm.sessions.columns else np.full(len(arm.sessions), np.nan))
+    missing = np.flatnonzero(np.isnan(have))
+    if missing.size:
+        steps = arm.session_steps
+        have = have.copy()
+        for i in missing:
+            have[i] = dice_auc_clicks(steps[i]["dice"], steps[i]["clicks_so_far"])
+    return have
 
 
 def arm_effort_counts(arm: Arm, target: float = EFFORT_TARGET) -> list[EffortCounts]:

@@ -41,7 +41,7 @@ from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
     "FAMILIES", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
-    "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
+    "is_decision", "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
 ]
 
 # The families of issue 13 and their configuration per row of the 2x2 design.
@@ -66,6 +66,8 @@ FULL_RECIPE = {"steps": 3500, "batch_size": 16, "n_pairs": 8000, "pseudo_fractio
 STARTS = ("clicks", "human")
 ENDPOINT = "dice_at_clicks_5"
 N_BOOT = 1000
+# The budget fraction the rule fixes for the candidates (CHECKPOINTS.md, step 2).
+RULE_FRACTION = 0.25
 # Iterations that reach 5 clicks from any start (the click start has 2, each iteration adds 1).
 MAX_ITERS = 5
 
@@ -178,6 +180,8 @@ def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] | No
     left-out training task."""
     choices = row_choices(row)
     families = tuple(choices) if families is None else tuple(families)
+    if len(set(families)) != 2:
+        raise ValueError(f"families: the rule compares two, got {', '.join(families) or 'none'}")
     unknown = [f for f in families if f not in choices]
     if unknown:
         raise ValueError(f"families: unknown family {unknown[0]!r} for row {row}; known: {', '.join(choices)}")
@@ -201,6 +205,17 @@ def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, de
         "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
         "--device", device, "--threads", str(threads), "--no-progress", "--out", str(out),
     ]
+
+
+def _made_by(ckpt: Path, command: str) -> bool:
+    """True when ``ckpt`` exists and its record says ``command`` trained it (an unreadable record: retrain)."""
+    record = ckpt.with_suffix(".json")
+    if not (ckpt.exists() and record.exists()):
+        return False
+    try:
+        return json.loads(record.read_text()).get("command") == command
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _train(c: Candidate, args: list[str], log: Path) -> None:
@@ -293,8 +308,7 @@ def run_selection(
         ckpt = out / "checkpoints" / f"{c.stem}.pt"
         args = train_command(c, ckpt, fraction, medscribble, device, threads)
         commands[c.stem] = "probseg-train " + shlex.join(args)
-        record = ckpt.with_suffix(".json")
-        if ckpt.exists() and record.exists() and json.loads(record.read_text()).get("command") == commands[c.stem]:
+        if _made_by(ckpt, commands[c.stem]):
             return  # trained by this very command before: resume
         _train(c, args, out / "checkpoints" / f"{c.stem}.log")
 
@@ -327,17 +341,28 @@ def run_selection(
     return decision
 
 
-def _read_selection(folder: Path) -> dict[str, Any]:
-    """A finished, complete selection's ``selection.json`` (refusing a partial run: not a decision)."""
+def is_decision(record: Mapping[str, Any]) -> bool:
+    """True when a selection ran as the rule says: every training task left out, the quarter budget, every
+    image (not a smoke test); only such a selection decides what trains at the full budget."""
+    return bool(record.get("complete_run")) and record.get("n_sessions") is None and \
+        float(record.get("fraction", 0)) == RULE_FRACTION
+
+
+def _read_selection(folder: Path, arg: str) -> dict[str, Any]:
+    """A finished selection's ``selection.json`` that is a decision (:func:`is_decision`); ``ValueError``
+    naming ``arg`` otherwise."""
     path = Path(folder) / "selection.json"
     try:
         record = json.loads(path.read_text())
     except OSError:
-        raise ValueError(f"selection: {path} not found; run probseg-select for that fold and row first") from None
+        raise ValueError(f"{arg}: {path} not found; run probseg-select for that fold and row first") from None
     except ValueError:
-        raise ValueError(f"selection: {path} is not valid JSON") from None
-    if not record.get("complete_run"):
-        raise ValueError(f"selection: {path} is a partial run (not every training task left out), not a decision")
+        raise ValueError(f"{arg}: {path} is not valid JSON") from None
+    if not isinstance(record, dict) or "decision" not in record:
+        raise ValueError(f"{arg}: {path} is not a selection's record")
+    if not is_decision(record):
+        raise ValueError(f"{arg}: {path} is a partial run or a smoke test (a subset of tasks left out, another "
+                         f"fraction than {RULE_FRACTION:g} or capped sessions), not a decision")
     return record
 
 
@@ -385,8 +410,7 @@ def train_final(
         raise ValueError(f"final: expected a .pt file to write, got {str(ckpt)!r}")
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     args = train_command(c, ckpt, fraction, medscribble, device, threads)
-    record = ckpt.with_suffix(".json")
-    if ckpt.exists() and record.exists() and json.loads(record.read_text()).get("command") == "probseg-train " + shlex.join(args):
+    if _made_by(ckpt, "probseg-train " + shlex.join(args)):
         return ckpt
     _train(c, args, ckpt.with_suffix(".log"))
     return ckpt
@@ -394,14 +418,18 @@ def train_final(
 
 def _markdown(result: dict[str, Any]) -> str:
     d = result["decision"]
+    unet = result["row"] == "unet"
     lines = [
-        f"# Family selection: fold {result['fold']}, {result['row']} row",
+        f"# {'Recipe' if unet else 'Family'} selection: fold {result['fold']}, {result['row']} row",
         "",
         f"Rule: CHECKPOINTS.md (leave one training task out, {result['fraction']:g} of the recipe "
-        f"{result['recipe']}, Dice after 5 clicks, best-of-8, click and human starts pooled).",
-        "" if result["complete_run"] else "**A partial run (not every training task left out): not a decision.**",
+        f"{result['recipe']}, Dice after 5 clicks, "
+        f"{'the U-Net' + chr(39) + 's one answer' if unet else 'best-of-8'}, click and human starts pooled).",
+        "" if is_decision(result) else "**A partial run or a smoke test (a subset of tasks left out, another "
+                                       "fraction or capped sessions): not a decision.**",
         "",
-        "| family | left out | train min | images | sessions | Dice@5 clicks | best-of-8 minus top-scored | command |",
+        f"| {'recipe' if unet else 'family'} | left out | train min | images | sessions | Dice@5 clicks | "
+        f"{'(one answer: no candidates)' if unet else 'best-of-8 minus top-scored'} | command |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["candidates"]:
@@ -462,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.ship is not None:
         if a.final is None:
             raise ValueError("final: --ship needs --final PT, the shipped checkpoint's file")
-        records = [_read_selection(Path(d)) for d in split(a.ship)]
+        if not Path(medscribble).is_dir():
+            raise ValueError(f"medscribble: MedScribble folder not found: {medscribble}")
+        records = [_read_selection(Path(d), "ship") for d in split(a.ship)]
         if sorted(r["fold"] for r in records) != sorted(MEDSCRIBBLE_FOLDS):
             raise ValueError(f"ship: expected one selection per fold ({', '.join(MEDSCRIBBLE_FOLDS)}), got "
                              f"{', '.join(r['fold'] for r in records)}")
@@ -476,6 +506,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("fold", "out"):
         if getattr(a, name) is None:
             raise ValueError(f"{name}: --{name} is required (unless --ship)")
+    if a.final is not None:
+        # Checked before hours of training, not after: what --final needs of the selection.
+        if Path(a.final).suffix != ".pt":
+            raise ValueError(f"final: expected a .pt file to write, got {a.final!r}")
+        if a.left_out or a.n_sessions is not None or a.fraction != RULE_FRACTION:
+            raise ValueError("final: trains on a decision only; drop --left-out, --n-sessions and --fraction")
     decision = run_selection(
         a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families) if a.families else None,
         left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
@@ -484,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     print((Path(a.out) / "selection.md").read_text())
     print(json.dumps({"chosen": decision.chosen, "reason": decision.reason, "scores": decision.scores}))
     if a.final is not None:
-        _read_selection(Path(a.out))  # a partial run (--left-out) is not a decision to train on
+        _read_selection(Path(a.out), "final")  # a partial run or a smoke test is not a decision to train on
         ckpt = train_final(a.row, decision.chosen, MEDSCRIBBLE_FOLDS[a.fold], a.final, medscribble, a.device, a.threads)
         print(json.dumps({"final": decision.chosen, "checkpoint": str(ckpt)}))
     return 0

@@ -75,6 +75,11 @@ def _check_fold_checkpoints(study: Study, out: Path) -> None:
         if arm.folds and (out / arm.run_dir / "sessions.parquet").is_file():
             raise ValueError(f"out: {out / arm.run_dir} holds a run of arm {arm.label!r} made without folds; "
                              "delete that folder or choose another --out")
+        arm_dir = out / arm.run_dir
+        stray = sorted(d.name for d in arm_dir.glob("fold-*") if d.name.removeprefix("fold-") not in arm.folds)
+        if stray:
+            raise ValueError(f"out: {arm_dir} holds {stray[0]}, a fold this study does not name; delete it or "
+                             "choose another --out")
         for fold, settings in arm.folds.items():
             ckpt = _resolve_checkpoint(settings, out).get("checkpoint")
             if isinstance(ckpt, str) and ckpt.endswith(".pt") and not Path(ckpt).is_file():

@@ -20,7 +20,7 @@ Schema (every key but ``name`` and ``arms``/``reproduce`` is optional)::
                                           #   every arm runs once per fold (a model arm's checkpoint
                                           #   names the fold's model: "ckpts/{fold}/medical.pt") and
                                           #   the report pools the folds
-    sessions = 1000                       # sessions per arm (default: the dataset's)
+    sessions = 1000                       # sessions per arm (with [folds]: per fold) (default: the dataset's)
     seed = 0                              # session seed: every arm sees the same images and targets
     reference = "unet-complete"           # the label of the arm every other arm is compared with
     primary_endpoint = "noc_90"           # fixed before the study runs
@@ -393,7 +393,7 @@ def _parse_folds(table: Any, dataset: str) -> dict[str, list[str]]:
     tasks = set(make_dataset(dataset).session_tasks())
     folds: dict[str, list[str]] = {}
     for name, train in table.items():
-        if slug(name) != name.lower() or "." in name:
+        if slug(name) != name.lower() or "." in name or "=" in name:
             raise _err(f"folds.{name}", "a fold's name uses letters, digits, '_' and '-' only")
         if not isinstance(train, list) or not train or not all(isinstance(t, str) for t in train):
             raise _err(f"folds.{name}", f"expected a non-empty list of training task names, got {train!r}")

@@ -1,5 +1,5 @@
-"""The report's table of the first proposal's candidates: hand values, and a quick study's table checked
-against its own steps.parquet."""
+"""The report's table of the first proposal's candidates: a quick study's table checked against its own
+steps.parquet."""
 
 from __future__ import annotations
 
@@ -10,22 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.report.candidates import pairwise_dice
 from simulator.study import parse_study, run_study
-
-
-def test_pairwise_dice_hand_values() -> None:
-    a = np.zeros((4, 4), bool)
-    a[:2] = True  # 8 pixels
-    b = np.zeros((4, 4), bool)
-    b[1:3] = True  # 8 pixels, 4 shared with a
-    empty = np.zeros((4, 4), bool)
-    assert pairwise_dice(np.stack([a, a])) == 1.0
-    assert pairwise_dice(np.stack([a, ~a])) == 0.0
-    assert pairwise_dice(np.stack([a, b])) == pytest.approx(0.5)
-    assert pairwise_dice(np.stack([empty, empty])) == 1.0  # nothing against nothing agrees
-    # Three candidates: the mean over the pairs (a, b) 0.5, (a, empty) 0, (b, empty) 0.
-    assert pairwise_dice(np.stack([a, b, empty])) == pytest.approx(0.5 / 3)
 
 
 def test_a_quick_studys_candidate_table_matches_its_steps(tmp_path: Path) -> None:
@@ -49,5 +34,7 @@ def test_a_quick_studys_candidate_table_matches_its_steps(tmp_path: Path) -> Non
     assert row["best_dice"] == pytest.approx(best) and row["top_scored_dice"] == pytest.approx(top)
     assert row["best_minus_top"] == pytest.approx(best - top) and row["best_minus_top"] >= 0
     assert row["best_dice_lo"] <= row["best_dice"] <= row["best_dice_hi"]
-    assert 0.0 <= row["pairwise_dice"] <= 1.0
+    assert row["first_dice"] == pytest.approx(np.mean([d[0] for d in first["candidate_dice"]]))
+    assert row["pairwise_dice"] == pytest.approx(1.0 - first["diversity"].mean())
+    assert 0.0 < row["pairwise_dice"] < 1.0  # the disk model's candidates differ, and overlap
     assert "## Candidates of the first proposal" in (out / "report.md").read_text()

@@ -160,7 +160,8 @@ def test_a_small_unet_selection_evaluates_its_one_answer(tmp_path):
 
 
 def _record(fold: str, chosen: str, scores: dict, row: str = "complete") -> dict:
-    return {"fold": fold, "row": row, "complete_run": True, "decision": {"chosen": chosen, "scores": scores}}
+    return {"fold": fold, "row": row, "complete_run": True, "fraction": 0.25, "n_sessions": None,
+            "decision": {"chosen": chosen, "scores": scores}}
 
 
 def test_the_shipped_family_is_the_folds_choice_or_the_higher_summed_score():
@@ -190,7 +191,27 @@ def test_cli_ship_needs_both_folds_complete_selections(capsys, tmp_path):
     assert "final: --ship needs --final PT" in capsys.readouterr().err
     assert main(["--row", "complete", "--out", str(tmp_path)]) == 2
     assert "fold: --fold is required" in capsys.readouterr().err
+    # A smoke test (capped sessions, another fraction) is not a decision either.
+    for change in ({"n_sessions": 2}, {"fraction": 0.001}):
+        record = {**_record("B", "heads", {"heads": 0.5, "ssn": 0.4}), **change}
+        (tmp_path / "B" / "selection.json").write_text(json.dumps(record))
+        assert main(argv) == 2
+        assert "ship: " in (err := capsys.readouterr().err) and "smoke test" in err
     assert not (tmp_path / "ship").exists()
+
+
+def test_cli_final_is_checked_before_anything_trains(capsys, tmp_path):
+    base = ["--fold", "A", "--row", "unet", "--out", str(tmp_path / "sel"), "--medscribble", str(MEDSCRIBBLE)]
+    assert main([*base, "--final", str(tmp_path / "unet")]) == 2
+    assert "final: expected a .pt file" in capsys.readouterr().err
+    assert main([*base, "--final", str(tmp_path / "unet.pt"), "--n-sessions", "1"]) == 2
+    assert "final: trains on a decision only" in capsys.readouterr().err
+    assert not (tmp_path / "sel").exists()
+
+
+def test_the_rule_compares_two_families():
+    with pytest.raises(ValueError, match="^families: the rule compares two, got heads"):
+        candidates(("ACDC", "BTCV"), "complete", families=("heads",))
 
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")

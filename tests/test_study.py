@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -299,3 +300,14 @@ def test_secondary_metrics_are_reported_and_read_from_steps_for_older_runs(tmp_p
     write_report([out], out=out)
     again = pd.read_csv(out / "summary.csv")
     pd.testing.assert_series_equal(again["dice_auc_clicks"], summary["dice_auc_clicks"])
+    # Some sessions with it and some without (a run resumed across the change): every session counts.
+    for arm in json.loads((out / "study.json").read_text())["arms"]:
+        path = out / arm["run_dir"] / "sessions.parquet"
+        df = pd.read_parquet(path)
+        df["dice_auc_clicks"] = np.where(df["session"] % 2 == 0, np.nan, 9.0)  # 9: not what the steps give
+        df.to_parquet(path)
+    write_report([out], out=out)
+    mixed = pd.read_csv(out / "summary.csv")
+    # The 9s count, and the NaNs are filled from the steps, not left out (which would give exactly 9).
+    assert (mixed["dice_auc_clicks"] > summary["dice_auc_clicks"]).all()
+    assert (mixed["dice_auc_clicks"] < 9.0).all()

@@ -160,3 +160,42 @@ checkpoint = "{ckpt}"
     out = capsys.readouterr().out
     assert "fold A: trains on ACDC, BTCV, HipXRay, STARE; every arm runs on CAMUS, OASIS, OCTA500, WBC" in out
     assert "fold B: trains on CAMUS, OASIS, OCTA500, WBC; every arm runs on ACDC, BTCV, HipXRay, STARE" in out
+
+
+def test_stray_or_mismatched_fold_runs_are_refused(fold_checkpoints: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from simulator.report.load import load_run
+
+    out = run_study(parse_study(_raw(fold_checkpoints)), tmp_path / "out", workers=0, progress=False, report=False)
+    walker = out / "runs" / "walker"
+    shutil.copytree(walker / "fold-B", walker / "fold-C")  # a fold of an older version of the study
+    with pytest.raises(ValueError, match=r"^paths: .*walker holds fold-C, which the study does not name"):
+        load_study_results(out)
+    with pytest.raises(ValueError, match=r"^paths: .*folds B and C|^paths: .*fold C does not run other tasks"):
+        load_run(walker)  # alone, without the study: B and C ran the same tasks
+    with pytest.raises(ValueError, match=r"^out: .*walker holds fold-C, a fold this study does not name"):
+        run_study(parse_study(_raw(fold_checkpoints)), out, workers=0, progress=False, report=False)
+    shutil.rmtree(walker / "fold-C")
+    # A study turned into one with folds over a folder holding the arm's single run.
+    single = tmp_path / "single"
+    raw = _raw(fold_checkpoints)
+    run_study(parse_study(raw), single, workers=0, progress=False, report=False)
+    shutil.copy(single / "runs" / "walker" / "fold-A" / "sessions.parquet", single / "runs" / "walker")
+    with pytest.raises(ValueError, match=r"^out: .*walker holds a run of arm 'walker' made without folds"):
+        run_study(parse_study(raw), single, workers=0, progress=False, report=False)
+
+
+def test_a_k_candidate_arm_pooled_over_folds_reads_each_folds_candidates(fold_checkpoints: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    raw = _raw(fold_checkpoints)
+    raw["arms"].append({"label": "tta", "method": "unet-tta", "policy": "best-of-k", "k": 2,
+                        "checkpoint": str(fold_checkpoints / "{fold}" / "unet.pt")})
+    out = run_study(parse_study(raw), tmp_path / "out", workers=0, progress=False)
+    row = pd.read_csv(out / "candidates.csv").set_index("label").loc["tta"]
+    steps = pd.concat([pd.read_parquet(out / "runs" / "tta" / f"fold-{f}" / "steps.parquet") for f in ("A", "B")])
+    first = steps[steps["iteration"] == 1]
+    assert row["n_sessions"] == len(first) == 4
+    assert row["best_dice"] == pytest.approx(np.mean([max(d) for d in first["candidate_dice"]]))

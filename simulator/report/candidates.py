@@ -4,15 +4,13 @@ For every arm whose method shows several candidates, from the steps of each sess
 (``steps.parquet``): the best candidate's Dice, the Dice of the candidate the method scores highest
 (its ``candidate_scores``; what the ``model-ranked`` policy takes), the gap between them (the diversity
 that matters: what an annotator's choice adds to the model's own pick), candidate 0's Dice, and the
-mean pairwise Dice between the candidates' foregrounds (1: all the same; from the stored states, so
-runs made before states were stored leave it empty). Each is a mean over sessions with a 95% bootstrap
-CI over images, as the other tables.
+mean pairwise Dice between the candidates' foregrounds (1: all the same; one minus the step's
+``diversity``). Each is a mean over sessions with a 95% bootstrap CI over images, as the other tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from probseg.lazy import lazy_import
 
 from ..arms import Arm, image_codes
 from ..stats import cluster_bootstrap
-from ..steplog import decode
 from .formatting import md_table
 
 pd = lazy_import("pandas")  # imported on first use: commands start faster
@@ -30,18 +27,6 @@ pd = lazy_import("pandas")  # imported on first use: commands start faster
 __all__ = ["CANDIDATE_COLUMNS", "candidate_lines", "candidate_table", "first_proposal_rows"]
 
 CANDIDATE_COLUMNS = ("best_dice", "top_scored_dice", "best_minus_top", "first_dice", "pairwise_dice")
-
-
-def pairwise_dice(fg: np.ndarray) -> float:
-    """Mean Dice over the pairs of ``fg``: bool (K, H, W), K >= 2 (two empty masks agree: Dice 1)."""
-    flat = fg.reshape(fg.shape[0], -1).astype(np.float64)
-    sizes = flat.sum(axis=1)
-    inter = flat @ flat.T
-    values = []
-    for i, j in combinations(range(fg.shape[0]), 2):
-        total = sizes[i] + sizes[j]
-        values.append(1.0 if total == 0 else 2.0 * inter[i, j] / total)
-    return float(np.mean(values))
 
 
 def _listed(value: Any) -> list[Any]:
@@ -62,7 +47,7 @@ def first_proposal_rows(arm: Arm) -> pd.DataFrame:
     for run_dir, first in _parts(arm):
         path = run_dir / "steps.parquet"
         names = pq.read_schema(path).names
-        cols = ["session", "candidate_dice", "candidate_scores"] + (["candidates"] if "candidates" in names else [])
+        cols = ["session", "candidate_dice", "candidate_scores", "diversity"]
         df = pd.read_parquet(path, columns=[c for c in cols if c in names], filters=[("iteration", "==", 1)])
         frames.append(df.assign(session=df["session"] + first))
     rows: list[dict[str, Any]] = []
@@ -73,11 +58,8 @@ def first_proposal_rows(arm: Arm) -> pd.DataFrame:
         scores = np.asarray(_listed(r.get("candidate_scores")), dtype=np.float64)
         # No scores (or NaN ones: a method without them) leave the top-scored candidate undefined.
         top = float(dices[int(np.argmax(scores))]) if scores.size == dices.size and np.isfinite(scores).all() else np.nan
-        blob = r.get("candidates")
-        pair = np.nan
-        if blob is not None:
-            cands = decode(blob)  # (K, 2, H, W): each candidate's (mask, seg)
-            pair = pairwise_dice(cands[:, 0] & cands[:, 1])
+        # The step's diversity is the mean pairwise Dice distance of the candidates' foregrounds.
+        pair = 1.0 - float(r["diversity"]) if r.get("diversity") is not None else np.nan
         best = float(dices.max())
         rows.append({"session": int(r["session"]), "best_dice": best, "top_scored_dice": top,
                      "best_minus_top": best - top, "first_dice": float(dices[0]), "pairwise_dice": pair})
@@ -124,7 +106,7 @@ def candidate_lines(table: pd.DataFrame | None, n_boot: int) -> list[str]:
         "Dice of the candidate the method scores highest (what `model-ranked` takes), their gap (what choosing "
         "adds to the method's own pick), candidate 0's Dice, and the mean pairwise Dice between the candidates' "
         f"foregrounds (1: identical candidates). Means over sessions, 95% bootstrap CI over images ({n_boot} "
-        "resamples); – where the method gives no scores or the run stored no states.", "",
+        "resamples); – where the method gives no scores.", "",
     ]
     rows = [[f"`{r['label']}`", str(r["k"]), str(r["start"]), _ci(r, "best_dice"), _ci(r, "top_scored_dice"),
              _ci(r, "best_minus_top"), _ci(r, "first_dice"), _ci(r, "pairwise_dice")]

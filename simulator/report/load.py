@@ -79,6 +79,9 @@ def load_run(
     if missing:
         raise ValueError(f"{arg}: {run_dir} has no run of fold {missing[0]} (the study stopped before it: run it "
                          "again to finish)")
+    stray = [f for f, _ in found if folds is not None and f not in folds]
+    if stray:
+        raise ValueError(f"{arg}: {run_dir} holds fold-{stray[0]}, which the study does not name; delete it")
     if found:
         return _load_folded(run_dir, found, label, name=name, train_seed=train_seed, variant=variant, arg=arg)
     sessions, steps, config = _read_run(run_dir, arg)
@@ -131,6 +134,29 @@ def _pooled_checkpoint(parts: Sequence[FoldPart]) -> Any:
     return ",".join(map(str, ckpts))
 
 
+def _check_poolable(run_dir: Path, parts: Sequence[FoldPart], arg: str) -> None:
+    """Folds pool into one arm only when they ran the same arm (settings equal but for the dataset's tasks
+    and the checkpoint) on disjoint tasks of the same data."""
+    def tasks(settings: dict[str, Any]) -> tuple[str, set[str]]:
+        base, _, query = str(settings.get("dataset", "")).partition("?tasks=")
+        return base, set(query.split(",")) if query else set()
+
+    first = parts[0]
+    base, seen = tasks(first.settings)
+    for part in parts[1:]:
+        other = {k: v for k, v in part.settings.items() if k not in ("dataset", "checkpoint")}
+        same = {k: v for k, v in first.settings.items() if k not in ("dataset", "checkpoint")}
+        diff = sorted(k for k in set(other) | set(same) if other.get(k) != same.get(k))
+        if diff:
+            raise ValueError(f"{arg}: {run_dir}: folds {first.fold} and {part.fold} ran different settings "
+                             f"({', '.join(diff)}), so they are not one arm")
+        part_base, part_tasks = tasks(part.settings)
+        if part_base != base or not part_tasks or not seen or part_tasks & seen:
+            raise ValueError(f"{arg}: {run_dir}: fold {part.fold} does not run other tasks of the same data than "
+                             "the folds before it, so they cannot be pooled")
+        seen |= part_tasks
+
+
 def _load_folded(run_dir: Path, folds: list[tuple[str, Path]], label: str | None, *, name: str | None,
                  train_seed: int | None, variant: str, arg: str) -> Arm:
     """An arm run once per fold, pooled: the folds' sessions numbered fold after fold, with a ``fold`` column
@@ -146,6 +172,7 @@ def _load_folded(run_dir: Path, folds: list[tuple[str, Path]], label: str | None
         all_steps.append(steps.assign(session=steps["session"] + first))
         configs.append(config)
         first += n
+    _check_poolable(run_dir, parts, arg)
     config = json.loads(json.dumps(configs[0]))  # a deep copy of the first fold's, pooled below
     dataset = str(parts[0].settings.get("dataset", ""))
     config["settings"] = {**config.get("settings", {}), "dataset": dataset.rpartition("?")[0] or dataset,

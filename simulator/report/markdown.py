@@ -211,7 +211,10 @@ def _all_policy_settings() -> set[str]:
 
 
 def _checkpoint_cell(ckpt: str) -> str:
-    """A checkpoint's file name; a pooled arm's per-fold path keeps its ``{fold}`` folder."""
+    """A checkpoint's file name; a pooled arm's per-fold path keeps its ``{fold}`` folder, and folds' paths
+    that fit no such pattern (comma-joined) are each named."""
+    if "," in ckpt:
+        return ", ".join(_checkpoint_cell(c) for c in ckpt.split(","))
     parts = Path(ckpt).parts
     return "/".join(parts[-2:]) if len(parts) > 1 and "{fold}" in parts[-2] else Path(ckpt).name
 
