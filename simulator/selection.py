@@ -228,13 +228,15 @@ def _train(c: Candidate, args: list[str], log: Path) -> None:
 
 
 def _evaluate(c: Candidate, checkpoint: Path, out: Path, medscribble: str, workers: int, n_sessions: int | None,
-              progress: bool) -> tuple[list[dict[str, Any]], list[float]]:
+              progress: bool) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
     """Best-of-8 sessions of ``c``'s checkpoint on its left-out task from each start; returns the session
-    rows (task, image, start, endpoint) and the click start's first-proposal diversity gains."""
+    rows (task, image, start, endpoint) and, per click-start session, its first proposal's candidates:
+    ``{"gain": best minus top-scored Dice (the rule's useful diversity), "best", "top", "mean": the best,
+    the top-scored and the mean candidate's Dice (what a random pick gets)}``."""
     from .runner import RunSettings, run
 
     rows: list[dict[str, Any]] = []
-    gains: list[float] = []
+    first: dict[str, list[float]] = {"gain": [], "best": [], "top": [], "mean": []}
     # The K-candidate rows by best-of-8, the U-Net by its one answer (as the studies run them).
     method, policy, k = {"partial": ("probseg", "best-of-k", 8), "complete": ("probseg-complete", "best-of-k", 8),
                          "unet": ("unet-complete", "first", 1)}[c.row]
@@ -251,8 +253,11 @@ def _evaluate(c: Candidate, checkpoint: Path, out: Path, medscribble: str, worke
             for s in steps[steps["iteration"] == 1].itertuples():
                 dices, scores = np.asarray(s.candidate_dice, dtype=float), np.asarray(s.candidate_scores, dtype=float)
                 top = int(np.argmax(scores)) if np.isfinite(scores).all() else 0
-                gains.append(float(dices.max() - dices[top]))
-    return rows, gains
+                first["gain"].append(float(dices.max() - dices[top]))
+                first["best"].append(float(dices.max()))
+                first["top"].append(float(dices[top]))
+                first["mean"].append(float(dices.mean()))
+    return rows, first
 
 
 def run_selection(
@@ -320,17 +325,19 @@ def run_selection(
     gains: dict[str, list[float]] = {f: [] for f in families}
     records = []
     for c in todo:
-        rows, g = _evaluate(c, out / "checkpoints" / f"{c.stem}.pt", out / "runs" / c.stem, medscribble, workers,
+        rows, first = _evaluate(c, out / "checkpoints" / f"{c.stem}.pt", out / "runs" / c.stem, medscribble, workers,
                             n_sessions, progress)
         by_image: dict[str, list[float]] = {}
         for r in rows:
             by_image.setdefault(str(r["image"]), []).append(r[ENDPOINT])
         images = sorted(by_image)
         per_image[c.family][c.left_out] = np.array([np.mean(by_image[i]) for i in images])
-        gains[c.family] += g
+        gains[c.family] += first["gain"]
         metrics = json.loads((out / "checkpoints" / f"{c.stem}.json").read_text()).get("metrics", {})
         records.append({**asdict(c), "command": commands[c.stem], "images": len(images), "sessions": len(rows),
-                        ENDPOINT: float(np.mean([r[ENDPOINT] for r in rows])), "diversity_gain": float(np.mean(g)),
+                        ENDPOINT: float(np.mean([r[ENDPOINT] for r in rows])),
+                        "diversity_gain": float(np.mean(first["gain"])),
+                        **{f"first_{k}_dice": float(np.mean(first[k])) for k in ("best", "top", "mean")},
                         "train_minutes": round(float(metrics.get("train_seconds", float("nan"))) / 60, 1)})
     decision = choose_family(per_image, {f: float(np.mean(g)) for f, g in gains.items()}, n_boot=n_boot)
     partial_run = left_out is not None and set(left_out) != set(MEDSCRIBBLE_FOLDS[fold])
@@ -416,6 +423,12 @@ def train_final(
     return ckpt
 
 
+def _first_cell(record: Mapping[str, Any]) -> str:
+    """``best / top-scored / mean candidate`` Dice of a candidate's first proposals (– in older records)."""
+    values = [record.get(f"first_{k}_dice") for k in ("best", "top", "mean")]
+    return " / ".join("–" if v is None else f"{float(v):.3f}" for v in values)
+
+
 def _markdown(result: dict[str, Any]) -> str:
     d = result["decision"]
     unet = result["row"] == "unet"
@@ -429,12 +442,13 @@ def _markdown(result: dict[str, Any]) -> str:
                                        "fraction or capped sessions): not a decision.**",
         "",
         f"| {'recipe' if unet else 'family'} | left out | train min | images | sessions | Dice@5 clicks | "
-        f"{'(one answer: no candidates)' if unet else 'best-of-8 minus top-scored'} | command |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"{'(one answer: no candidates)' if unet else 'best-of-8 minus top-scored'} | first proposal (clicks): "
+        "best / top-scored / mean candidate | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["candidates"]:
         lines.append(f"| {r['family']} | {r['left_out']} | {r['train_minutes']} | {r['images']} | {r['sessions']} | "
-                     f"{r[ENDPOINT]:.3f} | {r['diversity_gain']:.3f} | `{r['command']}` |")
+                     f"{r[ENDPOINT]:.3f} | {r['diversity_gain']:.3f} | {_first_cell(r)} | `{r['command']}` |")
     lines += ["", f"Scores: {', '.join(f'{f} {v:.3f}' for f, v in d['scores'].items())}; standard error of the "
               f"difference {d['se']:.3f}; useful diversity: "
               f"{', '.join(f'{f} {v:.3f}' for f, v in d['diversity'].items())}.",

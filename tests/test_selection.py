@@ -138,6 +138,9 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path):
         assert c["command"].startswith(f"probseg-train --config {c['config']} --dataset medical --interaction-loop")
         assert "--train-tasks ACDC,BTCV,STARE" in c["command"]
         assert 0.0 <= c["dice_at_clicks_5"] <= 1.0 and 0.0 <= c["diversity_gain"] <= 1.0
+        # The first proposal's candidates: the best bounds the top-scored and the mean one.
+        assert c["first_best_dice"] >= max(c["first_top_dice"], c["first_mean_dice"])
+        assert c["diversity_gain"] == pytest.approx(c["first_best_dice"] - c["first_top_dice"])
     assert "A partial run" in (tmp_path / "selection.md").read_text()
     ckpt = tmp_path / "checkpoints" / "heads-complete-without-HipXRay.pt"
     before = ckpt.stat().st_mtime_ns
