@@ -232,6 +232,49 @@ def _step_loss(
     )
 
 
+def _score_stage(
+    net: torch.nn.Module,
+    pool: torch.Tensor,
+    gen: torch.Generator,
+    settings: TrainSettings,
+    loop_spec: LoopSpec,
+    pair_spec: PairSpec,
+    radius: int,
+    device: torch.device,
+    progress: bool,
+    history: list[dict[str, float]],
+) -> dict[str, float]:
+    """``settings.score_steps`` interaction-loop steps that train the score head alone (see
+    :class:`TrainSettings`), the batches drawn from ``gen`` after the main steps'. Returns the running
+    loss terms; appends to ``history`` every 500 steps (``stage: score``)."""
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith("score_head."))
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=settings.lr)
+    temperature = loop_spec.temperature_at(settings.steps, settings.steps)  # the end of the main steps'
+    running: dict[str, float] = {}
+    bar = tqdm(range(settings.score_steps), desc="score head", disable=not progress, unit="step")
+    for i in bar:
+        step = settings.steps + i  # the example streams continue the main steps' numbering
+        idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
+        codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
+        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
+        n_steps = int(torch.randint(0, loop_spec.max_steps + 1, (1,), generator=gen))
+        rngs = [np.random.default_rng([settings.seed, step, j]) for j in range(settings.batch_size)]
+        terms = loop_loss(net, batch[:, :1].to(device), batch[:, 1].numpy() > 0.5, rngs, n_steps, loop_spec,
+                          pair_spec, radius, temperature)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()  # only its score term has a gradient: the rest of the network is frozen
+        opt.step()
+        for k, v in terms.items():
+            val = v.item()
+            running[k] = 0.98 * running.get(k, val) + 0.02 * val
+        if i % 500 == 0 or i == settings.score_steps - 1:
+            history.append({"step": step, "stage": "score", **{k: round(v, 5) for k, v in running.items()}})
+    for param in net.parameters():
+        param.requires_grad_(True)
+    return running
+
+
 def train(
     settings: TrainSettings,
     out: str | Path | None = None,
@@ -303,10 +346,15 @@ def train(
             bar.set_postfix(loss=f"{running['loss']:.4f}")
         if step % 500 == 0 or step == settings.steps - 1:
             history.append({"step": step, **{k: round(v, 5) for k, v in running.items()}})
+    score_running: dict[str, float] = {}
+    if settings.score_steps and loop_spec is not None:
+        score_running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, device, progress, history)
     net.to("cpu")  # evaluated and saved on the CPU, where the shipped models run
     net.eval()
     train_seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {f"final_{k}": float(v) for k, v in running.items()}
+    if score_running:
+        metrics["final_score_stage_mse"] = float(score_running["score_mse"])
     metrics["train_seconds"] = float(train_seconds)
     metrics["train_device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     model = ProbSeg(net, name=config.name)

@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         "--loop-max-steps", type=int, default=LoopSpec().max_steps,
         help="most simulated correction steps before the trained one (--interaction-loop)",
     )
+    p.add_argument(
+        "--score-steps", type=int, default=0,
+        help="then this many interaction-loop steps training the score head alone, the network frozen "
+        "(multi-head and SSN configurations): the candidates stay, their ranking learns",
+    )
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         augment_spec={"pseudo_fraction": args.pseudo_fraction} if args.pseudo_fraction else {},
         interaction_loop=args.interaction_loop,
         loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
+        score_steps=args.score_steps,
     )
     settings.validate()
     command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

@@ -70,6 +70,10 @@ class TrainSettings:
             holds ``n_pairs`` images with whole targets, and each batch simulates a short session
             on the network's own proposals before the step trained on. Deterministic networks only.
         loop_spec: overrides of :class:`LoopSpec` (``interaction_loop``).
+        score_steps: after the ``steps``, this many more steps of the interaction loop that train the
+            score head alone, the rest of the network frozen (scored configurations): the candidates
+            do not change, only how they are ranked. Trained jointly, the score head chases candidates
+            that are still moving and learns little; once they stop, it learns to rank them.
     """
 
     config: str = "paper"
@@ -95,6 +99,7 @@ class TrainSettings:
     augment_spec: dict[str, Any] = field(default_factory=dict)
     interaction_loop: bool = False
     loop_spec: dict[str, Any] = field(default_factory=dict)
+    score_steps: int = 0
 
     def validate(self) -> None:
         if self.config not in CONFIGS:
@@ -139,6 +144,10 @@ class TrainSettings:
                 f"config: {self.config!r} gives several scored candidates (heads or SSN samples), which train in "
                 "the interaction loop; add --interaction-loop"
             )
+        if isinstance(self.score_steps, bool) or not isinstance(self.score_steps, int) or self.score_steps < 0:
+            raise ValueError(f"score_steps: must be an integer >= 0, got {self.score_steps!r}")
+        if self.score_steps and not CONFIGS[self.config].scored:
+            raise ValueError(f"score_steps: configuration {self.config!r} has no score head to train")
         if self.interaction_loop:
             if CONFIGS[self.config].stochastic:
                 raise ValueError(

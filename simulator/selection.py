@@ -40,7 +40,7 @@ import numpy as np
 from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
-    "FAMILIES", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
+    "FAMILIES", "FINAL_SCORE_STEPS", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
     "is_decision", "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
 ]
 
@@ -63,6 +63,10 @@ PREFERENCE = ("heads", "ssn", "pseudo", "real")
 # Sized to the 60-minute budget: medical-heads-complete took 75 s to build its 8,000-image pool and
 # 0.75 s per step on 2 quiet cores (--threads 2), so 3,500 steps take about 45 minutes.
 FULL_RECIPE = {"steps": 3500, "batch_size": 16, "n_pairs": 8000, "pseudo_fraction": 0.5}
+# The final (full-budget) recipes of the scored families end with this many steps training the score head
+# alone (probseg-train --score-steps; CHECKPOINTS.md, step 7). The candidates do not change with it, so
+# the selection, which decides on best-of-8, trains without it.
+FINAL_SCORE_STEPS = 500
 STARTS = ("clicks", "human")
 ENDPOINT = "dice_at_clicks_5"
 N_BOOT = 1000
@@ -400,7 +404,8 @@ def train_final(
     threads: int = 2,
     fraction: float = 1.0,
 ) -> Path:
-    """Train ``family``'s ``row`` recipe at ``fraction`` (1: the full budget) on ``train_tasks`` into
+    """Train ``family``'s ``row`` recipe at ``fraction`` (1: the full budget; a scored family's with the
+    :data:`FINAL_SCORE_STEPS` score-head steps after it) on ``train_tasks`` into
     ``checkpoint`` (a ``.pt`` path; its record and log beside it) by its ``probseg-train`` command, kept
     when that very command made it before. The file is named for the row, not the family
     (``A/complete-k.pt``), so a study names each fold's model alike whichever family the fold chose.
@@ -417,6 +422,8 @@ def train_final(
         raise ValueError(f"final: expected a .pt file to write, got {str(ckpt)!r}")
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     args = train_command(c, ckpt, fraction, medscribble, device, threads)
+    if row != "unet":
+        args[args.index("--out"):args.index("--out")] = ["--score-steps", str(FINAL_SCORE_STEPS)]
     if _made_by(ckpt, "probseg-train " + shlex.join(args)):
         return ckpt
     _train(c, args, ckpt.with_suffix(".log"))

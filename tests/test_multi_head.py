@@ -279,3 +279,22 @@ def test_propose_batch_equals_propose_for_scored_models(name: str) -> None:
     for inputs, seed, got in zip((a, b), (1, 2), batch):
         want = model.propose(*inputs, k=5, seed=seed, return_scores=True)
         assert all(np.array_equal(x, y) for x, y in zip(got, want))
+
+
+def test_the_score_stage_trains_the_score_head_alone_after_the_main_steps(tmp_path) -> None:
+    common = dict(config="heads", interaction_loop=True, steps=6, batch_size=4, n_pairs=40, n_train_images=20,
+                  eval_images=0, threads=1)
+    plain, _ = train(TrainSettings(**common), None, progress=False)
+    staged, metrics = train(TrainSettings(**common, score_steps=5), tmp_path / "s.pt", progress=False)
+    before, after = plain.net.state_dict(), staged.net.state_dict()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    # Only the score head moved: the candidates are those of the model without the stage, bit for bit.
+    assert changed and all(k.startswith("score_head.") for k in changed)
+    assert np.isfinite(metrics["final_score_stage_mse"])
+    assert all(p.requires_grad for p in staged.net.parameters())  # nothing left frozen for later use
+    history = probseg.load(tmp_path / "s.pt").meta["train"]["history"]
+    assert [h.get("stage") for h in history][-1] == "score" and history[-1]["step"] == 6 + 5 - 1
+    with pytest.raises(ValueError, match="^score_steps: configuration 'unet-complete' has no score head"):
+        TrainSettings(config="unet-complete", interaction_loop=True, score_steps=3).validate()
+    with pytest.raises(ValueError, match="^score_steps: must be an integer >= 0"):
+        TrainSettings(**common, score_steps=-1).validate()

@@ -224,6 +224,7 @@ def test_train_final_trains_the_chosen_recipe_on_every_given_task_and_keeps_it(t
     assert ckpt == tmp_path / "A" / "unet.pt" and ckpt.with_suffix(".log").is_file()
     command = json.loads(ckpt.with_suffix(".json").read_text())["command"]
     assert "--train-tasks ACDC,BTCV" in command and "--pseudo-fraction 0.0" in command
+    assert "--score-steps" not in command  # the U-Net has no score head
     before = ckpt.stat().st_mtime_ns
     assert train_final("unet", "real", ["ACDC", "BTCV"], ckpt, str(MEDSCRIBBLE), "cpu", 1, fraction=0.001) == ckpt
     assert ckpt.stat().st_mtime_ns == before
@@ -231,3 +232,14 @@ def test_train_final_trains_the_chosen_recipe_on_every_given_task_and_keeps_it(t
         train_final("unet", "heads", ["ACDC"], tmp_path / "B" / "unet.pt", str(MEDSCRIBBLE))
     with pytest.raises(ValueError, match="^final: expected a .pt file"):
         train_final("unet", "real", ["ACDC"], tmp_path / "B", str(MEDSCRIBBLE))
+
+
+def test_a_scored_familys_final_recipe_ends_with_the_score_stage(tmp_path, monkeypatch):
+    import simulator.selection as sel
+
+    seen = []
+    monkeypatch.setattr(sel, "_train", lambda c, args, log: seen.append(args))
+    train_final("complete", "heads", ["ACDC", "BTCV"], tmp_path / "k.pt", "data", "cpu", 1)
+    args = seen[0]
+    assert args[args.index("--score-steps") + 1] == str(sel.FINAL_SCORE_STEPS)
+    assert args[args.index("--steps") + 1] == str(FULL_RECIPE["steps"]) and args[-2:] == ["--out", str(tmp_path / "k.pt")]
