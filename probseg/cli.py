@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -61,6 +62,11 @@ def cli_entry(prog: str) -> Callable[[Callable[[list[str] | None], int | None]],
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
+            except BrokenPipeError:
+                # The reader went away (``probseg-study list | head``): stop quietly, as Unix tools do. Later
+                # writes to the closed stdout would raise again at exit, so it is pointed at /dev/null.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 141
             return int(code or 0)
 
         main.__doc__ = run.__doc__

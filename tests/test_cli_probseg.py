@@ -246,3 +246,18 @@ def test_shipped_checkpoint_reproduces_its_numbers(name, capsys):
     assert m["added_fg_px"] + m["added_bg_px"] <= 250  # partial by design, not a single completion
     assert m["target_dice_at_16"] - m["target_dice_at_1"] >= want["min_gain"]
     assert m["target_dice_at_16"] >= m["target_dice_at_8"] >= m["target_dice_at_4"] >= m["target_dice_at_1"]
+
+
+def test_a_reader_that_goes_away_stops_a_command_quietly() -> None:
+    """``probseg-study list | head -1``: the closed pipe ends the command with 141 and no traceback."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a line
+    try:
+        done = subprocess.run([sys.executable, "-m", "simulator.study", "list"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
