@@ -29,6 +29,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -313,14 +314,23 @@ def run_selection(
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     commands: dict[str, str] = {}
 
+    def say(line: str) -> None:
+        if progress:  # a line per training: they run for minutes each, in subprocesses without bars
+            print(f"probseg-select: {line}", file=sys.stderr, flush=True)
+
     def train_one(c: Candidate) -> None:
         ckpt = out / "checkpoints" / f"{c.stem}.pt"
         args = train_command(c, ckpt, fraction, medscribble, device, threads)
         commands[c.stem] = "probseg-train " + shlex.join(args)
         if _made_by(ckpt, commands[c.stem]):
+            say(f"{c.stem}: kept (trained by the same command before)")
             return  # trained by this very command before: resume
+        say(f"{c.stem}: training ({ckpt.with_suffix('.log')})")
+        t0 = time.perf_counter()
         _train(c, args, out / "checkpoints" / f"{c.stem}.log")
+        say(f"{c.stem}: trained in {(time.perf_counter() - t0) / 60:.1f} min")
 
+    say(f"fold {fold}, row {row}: {len(todo)} candidates, {jobs} at a time")
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(train_one, todo))
 

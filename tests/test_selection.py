@@ -125,7 +125,7 @@ def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path):
 
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
-def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path):
+def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path, capsys):
     kw = dict(fraction=0.001, left_out=["HipXRay"], medscribble=str(MEDSCRIBBLE), device="cpu", threads=1,
               workers=0, n_sessions=2, progress=False)
     decision = run_selection("A", "complete", tmp_path, **kw)
@@ -144,9 +144,13 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path):
     assert "A partial run" in (tmp_path / "selection.md").read_text()
     ckpt = tmp_path / "checkpoints" / "heads-complete-without-HipXRay.pt"
     before = ckpt.stat().st_mtime_ns
-    again = run_selection("A", "complete", tmp_path, **kw)
+    capsys.readouterr()
+    again = run_selection("A", "complete", tmp_path, **{**kw, "progress": True})
     assert ckpt.stat().st_mtime_ns == before  # trained by the same command: kept
     assert again == decision
+    err = capsys.readouterr().err
+    assert "probseg-select: fold A, row complete: 2 candidates, 1 at a time" in err
+    assert "probseg-select: heads-complete-without-HipXRay: kept (trained by the same command before)" in err
 
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
