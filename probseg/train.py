@@ -232,6 +232,32 @@ def _step_loss(
     )
 
 
+def _draw_batch(pool: torch.Tensor, gen: torch.Generator, batch_size: int) -> torch.Tensor:
+    """A batch of the pool under random dihedral transforms: float32 (B, C, H, W), drawn from ``gen``."""
+    idx = torch.randint(0, len(pool), (batch_size,), generator=gen)
+    codes = torch.randint(0, 8, (batch_size,), generator=gen)
+    return _dihedral(pool_batch_to_float(pool[idx]), codes)
+
+
+def _loop_terms(
+    net: torch.nn.Module, batch: torch.Tensor, gen: torch.Generator, step: int, settings: TrainSettings,
+    loop_spec: LoopSpec, pair_spec: PairSpec, radius: int, temperature: float, device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """One interaction-loop step's loss terms for ``batch`` (image, whole target): the number of simulated
+    corrections from ``gen``, each example's stream from ``(seed, step, i)``."""
+    n_steps = int(torch.randint(0, loop_spec.max_steps + 1, (1,), generator=gen))
+    rngs = [np.random.default_rng([settings.seed, step, i]) for i in range(settings.batch_size)]
+    return loop_loss(net, batch[:, :1].to(device), batch[:, 1].numpy() > 0.5, rngs, n_steps, loop_spec, pair_spec,
+                     radius, temperature)
+
+
+def _track(running: dict[str, float], terms: dict[str, torch.Tensor]) -> None:
+    """Fold a step's loss terms into their running (exponentially weighted) means, in place."""
+    for k, v in terms.items():
+        val = v.item()
+        running[k] = 0.98 * running.get(k, val) + 0.02 * val
+
+
 def _score_stage(
     net: torch.nn.Module,
     pool: torch.Tensor,
@@ -255,19 +281,12 @@ def _score_stage(
     bar = tqdm(range(settings.score_steps), desc="score head", disable=not progress, unit="step")
     for i in bar:
         step = settings.steps + i  # the example streams continue the main steps' numbering
-        idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
-        codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
-        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
-        n_steps = int(torch.randint(0, loop_spec.max_steps + 1, (1,), generator=gen))
-        rngs = [np.random.default_rng([settings.seed, step, j]) for j in range(settings.batch_size)]
-        terms = loop_loss(net, batch[:, :1].to(device), batch[:, 1].numpy() > 0.5, rngs, n_steps, loop_spec,
-                          pair_spec, radius, temperature)
+        batch = _draw_batch(pool, gen, settings.batch_size)
+        terms = _loop_terms(net, batch, gen, step, settings, loop_spec, pair_spec, radius, temperature, device)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()  # only its score term has a gradient: the rest of the network is frozen
         opt.step()
-        for k, v in terms.items():
-            val = v.item()
-            running[k] = 0.98 * running.get(k, val) + 0.02 * val
+        _track(running, terms)
         if i % 500 == 0 or i == settings.score_steps - 1:
             history.append({"step": step, "stage": "score", **{k: round(v, 5) for k, v in running.items()}})
     for param in net.parameters():
@@ -322,16 +341,10 @@ def train(
     running: dict[str, float] = {}
     bar = tqdm(range(settings.steps), desc=f"train {config.name}", disable=not progress, unit="step")
     for step in bar:
-        idx = torch.randint(0, len(pool), (settings.batch_size,), generator=gen)
-        codes = torch.randint(0, 8, (settings.batch_size,), generator=gen)
-        batch = _dihedral(pool_batch_to_float(pool[idx]), codes)
+        batch = _draw_batch(pool, gen, settings.batch_size)
         if loop_spec is not None:
-            n_steps = int(torch.randint(0, loop_spec.max_steps + 1, (1,), generator=gen))
-            rngs = [np.random.default_rng([settings.seed, step, i]) for i in range(settings.batch_size)]
-            terms = loop_loss(
-                net, batch[:, :1].to(device), batch[:, 1].numpy() > 0.5, rngs, n_steps, loop_spec, pair_spec,
-                radius, loop_spec.temperature_at(step, settings.steps),
-            )
+            terms = _loop_terms(net, batch, gen, step, settings, loop_spec, pair_spec, radius,
+                                loop_spec.temperature_at(step, settings.steps), device)
         else:
             warm = min(1.0, (step + 1) / settings.kl_warmup) if settings.kl_warmup else 1.0
             terms = _step_loss(net, batch.to(device, non_blocking=True), config.beta1 * warm, settings.free_bits)
@@ -339,15 +352,13 @@ def train(
         terms["loss"].backward()
         opt.step()
         sched.step()
-        for k, v in terms.items():
-            val = v.item()
-            running[k] = 0.98 * running.get(k, val) + 0.02 * val
+        _track(running, terms)
         if step % 50 == 0 or step == settings.steps - 1:
             bar.set_postfix(loss=f"{running['loss']:.4f}")
         if step % 500 == 0 or step == settings.steps - 1:
             history.append({"step": step, **{k: round(v, 5) for k, v in running.items()}})
     score_running: dict[str, float] = {}
-    if settings.score_steps and loop_spec is not None:
+    if settings.score_steps and loop_spec is not None:  # validate() allows score steps in the loop only
         score_running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, device, progress, history)
     net.to("cpu")  # evaluated and saved on the CPU, where the shipped models run
     net.eval()

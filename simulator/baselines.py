@@ -62,11 +62,9 @@ def _table() -> dict:
 
 def _medscribble_tasks(dataset: str) -> set[str]:
     """The tasks a ``medscribble:PATH?tasks=A,B`` dataset keeps; empty for any other dataset."""
-    from .datasets import _parse_real
+    from .datasets import task_filter
 
-    if not dataset.startswith("medscribble:"):
-        return set()
-    return set(_parse_real("medscribble", dataset.removeprefix("medscribble:"))[1] or ())
+    return set(task_filter(dataset)[1])
 
 
 def walker_entry(dataset: str) -> str:

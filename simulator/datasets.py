@@ -21,7 +21,7 @@ other start, one session per image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +42,8 @@ from probseg.data.disks import HELDOUT_SEED, N_HELDOUT
 
 from .plugins import Registry
 
-__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "missing_data", "DataNotFound", "DATASETS", "DATASET_FORMS"]
+__all__ = ["SessionCase", "SessionDataset", "DiskSessions", "RealSessions", "make_dataset", "missing_data", "DataNotFound",
+           "DATASETS", "DATASET_FORMS", "task_filter", "with_tasks"]
 
 # Stream tags: each kind of random draw has its own stream spawned from (seed, session index).
 STREAM_TARGET = 0
@@ -253,6 +254,21 @@ def _parse_real(kind: str, rest: str | None) -> tuple[str, tuple[str, ...] | Non
     if not rest:
         raise ValueError(f"dataset: {name!r} names no path; expected {kind}:PATH")
     return rest, tasks
+
+
+def task_filter(dataset: str) -> tuple[str, tuple[str, ...]]:
+    """``(the dataset without its task filter, the tasks it keeps)`` of a dataset string: for
+    ``medscribble:PATH?tasks=A,B`` that is ``("medscribble:PATH", ("A", "B"))``; any other dataset, or a
+    MedScribble one without a filter, keeps every task: ``(dataset, ())``."""
+    if not dataset.startswith("medscribble:"):
+        return dataset, ()
+    path, tasks = _parse_real("medscribble", dataset.removeprefix("medscribble:"))
+    return f"medscribble:{path}", tasks or ()
+
+
+def with_tasks(dataset: str, tasks: Sequence[str]) -> str:
+    """``dataset`` (``medscribble:PATH``) keeping only ``tasks``: :func:`task_filter`'s inverse."""
+    return f"{task_filter(dataset)[0]}?tasks={','.join(tasks)}"
 
 
 def disk_sessions(arg: str | None, n_sessions: int | None = None, start: str | None = None) -> SessionDataset:

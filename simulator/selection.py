@@ -199,8 +199,9 @@ def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] | No
 
 
 def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, device: str, threads: int,
-                  seed: int = 0) -> list[str]:
-    """The ``probseg-train`` arguments that train candidate ``c`` at ``fraction`` of :data:`FULL_RECIPE`."""
+                  seed: int = 0, score_steps: int = 0) -> list[str]:
+    """The ``probseg-train`` arguments that train candidate ``c`` at ``fraction`` of :data:`FULL_RECIPE`,
+    then ``score_steps`` steps of its score head alone (``--score-steps``, left out when 0)."""
     steps = max(1, round(FULL_RECIPE["steps"] * fraction))
     n_pairs = max(FULL_RECIPE["batch_size"], round(FULL_RECIPE["n_pairs"] * fraction))
     return [
@@ -208,7 +209,8 @@ def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, de
         "--batch-size", str(FULL_RECIPE["batch_size"]), "--n-pairs", str(n_pairs), "--seed", str(seed),
         "--pseudo-fraction", str(c.pseudo_fraction),
         "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
-        "--device", device, "--threads", str(threads), "--no-progress", "--out", str(out),
+        "--device", device, "--threads", str(threads), "--no-progress",
+        *(["--score-steps", str(score_steps)] if score_steps else []), "--out", str(out),
     ]
 
 
@@ -431,9 +433,8 @@ def train_final(
     if ckpt.suffix != ".pt":
         raise ValueError(f"final: expected a .pt file to write, got {str(ckpt)!r}")
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    args = train_command(c, ckpt, fraction, medscribble, device, threads)
-    if row != "unet":
-        args[args.index("--out"):args.index("--out")] = ["--score-steps", str(FINAL_SCORE_STEPS)]
+    args = train_command(c, ckpt, fraction, medscribble, device, threads,
+                         score_steps=0 if row == "unet" else FINAL_SCORE_STEPS)
     if _made_by(ckpt, "probseg-train " + shlex.join(args)):
         return ckpt
     _train(c, args, ckpt.with_suffix(".log"))
@@ -449,12 +450,13 @@ def _first_cell(record: Mapping[str, Any]) -> str:
 def _markdown(result: dict[str, Any]) -> str:
     d = result["decision"]
     unet = result["row"] == "unet"
+    evaluated = "the U-Net's one answer" if unet else "best-of-8"
     lines = [
         f"# {'Recipe' if unet else 'Family'} selection: fold {result['fold']}, {result['row']} row",
         "",
         f"Rule: CHECKPOINTS.md (leave one training task out, {result['fraction']:g} of the recipe "
         f"{result['recipe']}, Dice after 5 clicks, "
-        f"{'the U-Net' + chr(39) + 's one answer' if unet else 'best-of-8'}, click and human starts pooled).",
+        f"{evaluated}, click and human starts pooled).",
         "" if is_decision(result) else "**A partial run or a smoke test (a subset of tasks left out, another "
                                        "fraction or capped sessions): not a decision.**",
         "",

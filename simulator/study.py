@@ -21,7 +21,7 @@ from probseg.atomic import atomic_write
 from probseg.cli import ArgumentParser, cli_entry
 
 from . import study_schema
-from .datasets import DataNotFound
+from .datasets import DataNotFound, task_filter
 from .study_schema import *  # noqa: F403  (the schema's public names are this module's too)
 from .study_schema import Study, list_studies, quick_study, read_study, slug
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset {st.dataset}, sessions {st.arms[0].settings.get('n_sessions') if st.arms else '-'}, "
               f"reference {st.reference!r}, primary endpoint {st.primary_endpoint}")
         for fold, train in st.folds.items():
-            unseen = st.fold_datasets[fold].rpartition("?tasks=")[2].replace(",", ", ")
+            unseen = ", ".join(task_filter(st.fold_datasets[fold])[1])
             print(f"fold {fold}: trains on {', '.join(train)}; every arm runs on {unseen}")
         print(_arms_table(st))
         return 0

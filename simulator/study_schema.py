@@ -72,7 +72,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .datasets import DataNotFound, make_dataset, missing_data
+from .datasets import DataNotFound, make_dataset, missing_data, task_filter, with_tasks
 from .methods import METHODS
 from .metrics import DICE_THRESHOLDS, EffortModel
 from .policies import POLICIES
@@ -388,7 +388,7 @@ def _parse_folds(table: Any, dataset: str) -> dict[str, list[str]]:
 
     if not isinstance(table, dict) or not table:
         raise _err("folds", "expected a table of fold name = [its training tasks], e.g. A = [\"ACDC\", \"BTCV\"]")
-    if not dataset.startswith("medscribble:") or "?" in dataset:
+    if not dataset.startswith("medscribble:") or task_filter(dataset)[1]:
         raise _err("folds", f"needs a medscribble:PATH dataset without ?tasks= (each fold picks its tasks), got {dataset!r}")
     tasks = set(make_dataset(dataset).session_tasks())
     folds: dict[str, list[str]] = {}
@@ -413,8 +413,7 @@ def fold_dataset(dataset: str, train_tasks: list[str]) -> str:
     """A fold's dataset: ``dataset`` (``medscribble:PATH``) keeping the tasks not in ``train_tasks``."""
     from .datasets import make_dataset
 
-    unseen = [t for t in make_dataset(dataset).session_tasks() if t not in train_tasks]
-    return f"{dataset}?tasks={','.join(unseen)}"
+    return with_tasks(dataset, [t for t in make_dataset(dataset).session_tasks() if t not in train_tasks])
 
 
 def _fold_settings(study: Study, settings: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:

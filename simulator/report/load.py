@@ -14,6 +14,7 @@ import numpy as np
 from probseg.lazy import lazy_import
 
 from ..arms import Arm, FoldPart
+from ..datasets import task_filter
 
 pd = lazy_import("pandas")  # imported on first use: commands start faster
 
@@ -137,15 +138,18 @@ def _pooled_checkpoint(parts: Sequence[FoldPart]) -> Any:
 def _check_poolable(run_dir: Path, parts: Sequence[FoldPart], arg: str) -> None:
     """Folds pool into one arm only when they ran the same arm (settings equal but for the dataset's tasks
     and the checkpoint) on disjoint tasks of the same data."""
+    def arm(settings: dict[str, Any]) -> dict[str, Any]:  # what every fold of one arm runs alike
+        return {k: v for k, v in settings.items() if k not in ("dataset", "checkpoint")}
+
     def tasks(settings: dict[str, Any]) -> tuple[str, set[str]]:
-        base, _, query = str(settings.get("dataset", "")).partition("?tasks=")
-        return base, set(query.split(",")) if query else set()
+        base, kept = task_filter(str(settings.get("dataset", "")))
+        return base, set(kept)
 
     first = parts[0]
+    same = arm(first.settings)
     base, seen = tasks(first.settings)
     for part in parts[1:]:
-        other = {k: v for k, v in part.settings.items() if k not in ("dataset", "checkpoint")}
-        same = {k: v for k, v in first.settings.items() if k not in ("dataset", "checkpoint")}
+        other = arm(part.settings)
         diff = sorted(k for k in set(other) | set(same) if other.get(k) != same.get(k))
         if diff:
             raise ValueError(f"{arg}: {run_dir}: folds {first.fold} and {part.fold} ran different settings "
@@ -174,8 +178,7 @@ def _load_folded(run_dir: Path, folds: list[tuple[str, Path]], label: str | None
         first += n
     _check_poolable(run_dir, parts, arg)
     config = json.loads(json.dumps(configs[0]))  # a deep copy of the first fold's, pooled below
-    dataset = str(parts[0].settings.get("dataset", ""))
-    config["settings"] = {**config.get("settings", {}), "dataset": dataset.rpartition("?")[0] or dataset,
+    config["settings"] = {**config.get("settings", {}), "dataset": task_filter(str(parts[0].settings.get("dataset", "")))[0],
                           "checkpoint": _pooled_checkpoint(parts)}
     config["folds"] = [{"fold": p.fold, "run_dir": str(p.run_dir), "first_session": p.first, "sessions": p.n,
                         "dataset": p.settings.get("dataset"), "checkpoint": p.settings.get("checkpoint"),

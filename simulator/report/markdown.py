@@ -12,6 +12,7 @@ from typing import Any
 from probseg.lazy import lazy_import
 
 from ..arms import EFFORT_TARGET, Arm, arm_effort_counts, format_metric, metric_label, metric_legend, session_tasks
+from ..datasets import task_filter
 from ..metrics import mean_counts
 from .formatting import fmt_ci, fmt_diff, fmt_p, md_table
 from .load import image_set, session_keys
@@ -122,7 +123,7 @@ def setup_lines(arms: Sequence[Arm], study: dict[str, Any] | None, n_images: int
         train = (study or {}).get("folds") or {}
         described = []
         for f in folds:
-            unseen = str(f.get("dataset", "")).rpartition("?tasks=")[2].replace(",", ", ")
+            unseen = ", ".join(task_filter(str(f.get("dataset", "")))[1])
             trained = f" trains on {', '.join(train[f['fold']])}," if f["fold"] in train else ""
             described.append(f"{f['fold']}{trained} evaluated on {unseen} ({f['sessions']} sessions)")
         lines.append(f"- Folds: {'; '.join(described)}. Each arm runs once per fold, with that fold's own model; "
