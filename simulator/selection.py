@@ -18,8 +18,10 @@ the loop with and without the superpixel pseudo-tasks) are compared by the same 
 (``unet-complete``, policy ``first``), where a tie goes to the families' recipe.
 
 Every candidate is trained by the documented ``probseg-train`` command (recorded with its figures),
-so each can be reproduced alone; ``--jobs`` runs several side by side (on a GPU machine). A rerun
-into the same ``--out`` keeps the checkpoints and the evaluations already there. No figure of the
+so each can be reproduced alone; ``--jobs`` runs several side by side. Each candidate is evaluated as
+soon as it is trained, and its evaluation kept beside its training record (``STEM.eval.json``,
+committed with it): a rerun into the same ``--out`` keeps every candidate whose records say the same
+commands made them, even on a fresh checkout without the weights, and the checkpoints already there. No figure of the
 fold's unseen tasks is read.
 """
 
@@ -29,6 +31,7 @@ import json
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -267,6 +270,47 @@ def _evaluate(c: Candidate, checkpoint: Path, out: Path, medscribble: str, worke
     return rows, first
 
 
+def _evaluation_settings(medscribble: str, n_sessions: int | None) -> dict[str, Any]:
+    """What an evaluation's figures depend on besides the checkpoint; a record made otherwise is redone."""
+    return {"starts": list(STARTS), "endpoint": ENDPOINT, "max_iters": MAX_ITERS, "seed": 0,
+            "n_sessions": n_sessions, "medscribble": Path(medscribble).name}
+
+
+def _evaluation_path(ckpt: Path) -> Path:
+    return ckpt.with_name(f"{ckpt.stem}.eval.json")
+
+
+def _write_evaluation(path: Path, command: str, evaluation: Mapping[str, Any], rows: list[dict[str, Any]],
+                      first: Mapping[str, list[float]]) -> None:
+    """Keep a candidate's evaluation beside its training record, so that a later run (on a fresh checkout,
+    where the uncommitted weights are gone) resumes without retraining it."""
+    from probseg.atomic import atomic_write
+
+    text = json.dumps({"command": command, "evaluation": dict(evaluation), "rows": rows, "first": dict(first)},
+                      indent=1, sort_keys=True) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _read_evaluation(path: Path, command: str, evaluation: Mapping[str, Any]
+                     ) -> tuple[list[dict[str, Any]], dict[str, list[float]]] | None:
+    """A candidate's recorded evaluation ``(rows, first)`` when the same training command and evaluation made
+    it and its training record is beside it; None otherwise (missing, unreadable or made otherwise)."""
+    training = path.with_name(path.name.removesuffix(".eval.json") + ".json")
+    try:
+        record = json.loads(path.read_text())
+        trained = json.loads(training.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(trained, dict) or trained.get("command") != command:
+        return None
+    if record.get("command") != command or record.get("evaluation") != dict(evaluation):
+        return None
+    rows, first = record.get("rows"), record.get("first")
+    if not isinstance(rows, list) or not isinstance(first, dict):
+        return None
+    return rows, first
+
+
 def run_selection(
     fold: str,
     row: str,
@@ -320,17 +364,33 @@ def run_selection(
         if progress:  # a line per training: they run for minutes each, in subprocesses without bars
             print(f"probseg-select: {line}", file=sys.stderr, flush=True)
 
+    evaluation = _evaluation_settings(medscribble, n_sessions)
+    evaluated: dict[str, tuple[list[dict[str, Any]], dict[str, list[float]]]] = {}
+    # Evaluations run one at a time (each starts its own workers), beside the other jobs' trainings.
+    evaluating = threading.Lock()
+
     def train_one(c: Candidate) -> None:
         ckpt = out / "checkpoints" / f"{c.stem}.pt"
         args = train_command(c, ckpt, fraction, medscribble, device, threads)
-        commands[c.stem] = "probseg-train " + shlex.join(args)
-        if _made_by(ckpt, commands[c.stem]):
+        commands[c.stem] = command = "probseg-train " + shlex.join(args)
+        kept = _read_evaluation(_evaluation_path(ckpt), command, evaluation)
+        if kept is not None:
+            # Its evaluation is on record (committed): neither the weights nor a rerun are needed.
+            say(f"{c.stem}: kept (trained and evaluated by the same commands before)")
+            evaluated[c.stem] = kept
+            return
+        if _made_by(ckpt, command):
             say(f"{c.stem}: kept (trained by the same command before)")
-            return  # trained by this very command before: resume
-        say(f"{c.stem}: training ({ckpt.with_suffix('.log')})")
-        t0 = time.perf_counter()
-        _train(c, args, out / "checkpoints" / f"{c.stem}.log")
-        say(f"{c.stem}: trained in {(time.perf_counter() - t0) / 60:.1f} min")
+        else:
+            say(f"{c.stem}: training ({ckpt.with_suffix('.log')})")
+            t0 = time.perf_counter()
+            _train(c, args, out / "checkpoints" / f"{c.stem}.log")
+            say(f"{c.stem}: trained in {(time.perf_counter() - t0) / 60:.1f} min")
+        with evaluating:
+            say(f"{c.stem}: evaluating")
+            result = _evaluate(c, ckpt, out / "runs" / c.stem, medscribble, workers, n_sessions, progress)
+        _write_evaluation(_evaluation_path(ckpt), command, evaluation, *result)
+        evaluated[c.stem] = result
 
     say(f"fold {fold}, row {row}: {len(todo)} candidates, {jobs} at a time")
     with ThreadPoolExecutor(jobs) as pool:
@@ -341,8 +401,7 @@ def run_selection(
     gains: dict[str, list[float]] = {f: [] for f in families}
     records = []
     for c in todo:
-        rows, first = _evaluate(c, out / "checkpoints" / f"{c.stem}.pt", out / "runs" / c.stem, medscribble, workers,
-                            n_sessions, progress)
+        rows, first = evaluated[c.stem]
         by_image: dict[str, list[float]] = {}
         for r in rows:
             by_image.setdefault(str(r["image"]), []).append(r[ENDPOINT])

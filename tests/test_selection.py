@@ -4,6 +4,7 @@ end-to-end run on MedScribble's training tasks."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,22 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path, capsys
     assert again == decision
     err = capsys.readouterr().err
     assert "probseg-select: fold A, row complete: 2 candidates, 1 at a time" in err
-    assert "probseg-select: heads-complete-without-HipXRay: kept (trained by the same command before)" in err
+    assert "probseg-select: heads-complete-without-HipXRay: kept (trained and evaluated by the same commands before)" in err
+    # A fresh checkout holds the records but neither the weights nor the runs (both ignored by git): the
+    # evaluations on record stand.
+    for pt in (tmp_path / "checkpoints").glob("*.pt"):
+        pt.unlink()
+    shutil.rmtree(tmp_path / "runs")
+    assert run_selection("A", "complete", tmp_path, **kw) == decision
+    assert not ckpt.exists()
+    # An evaluation made otherwise (here: more sessions) is redone, from the weights, retrained if missing.
+    third = run_selection("A", "complete", tmp_path, **{**kw, "n_sessions": 1, "progress": True})
+    err = capsys.readouterr().err
+    assert "heads-complete-without-HipXRay: training" in err and "evaluating" in err
+    record = json.loads((tmp_path / "selection.json").read_text())
+    assert [c["sessions"] for c in record["candidates"]] == [2, 2] and third.chosen in ("heads", "ssn")
+    kept = json.loads((tmp_path / "checkpoints" / "heads-complete-without-HipXRay.eval.json").read_text())
+    assert kept["evaluation"]["n_sessions"] == 1 and len(kept["rows"]) == 2
 
 
 @pytest.mark.skipif(not MEDSCRIBBLE.is_dir(), reason="MedScribble data not found")
