@@ -21,7 +21,8 @@ Every candidate is trained by the documented ``probseg-train`` command (recorded
 so each can be reproduced alone; ``--jobs`` runs several side by side. Each candidate is evaluated as
 soon as it is trained, and its evaluation kept beside its training record (``STEM.eval.json``,
 committed with it): a rerun into the same ``--out`` keeps every candidate whose records say the same
-commands made them, even on a fresh checkout without the weights, and the checkpoints already there. No figure of the
+commands made them, even on a fresh checkout without the weights, and the checkpoints already there;
+a finished decision (``selection.json``) made by the same commands is kept as it is. No figure of the
 fold's unseen tasks is read.
 """
 
@@ -311,6 +312,29 @@ def _read_evaluation(path: Path, command: str, evaluation: Mapping[str, Any]
     return rows, first
 
 
+def _decided(path: Path, fold: str, row: str, fraction: float, n_sessions: int | None,
+             commands: Mapping[str, str]) -> Decision | None:
+    """The decision recorded in ``path`` when the same fold, row, budget and sessions made it with exactly
+    these candidates' training commands (``{stem: command}``); None otherwise. A finished selection needs
+    neither its weights nor its evaluations again (``--final`` reruns it to read its decision)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or "decision" not in record:
+        return None
+    same = (record.get("fold"), record.get("row"), record.get("fraction"), record.get("n_sessions")) == \
+        (fold, row, fraction, n_sessions)
+    made = {f"{c.get('family')}-{c.get('row')}-without-{c.get('left_out')}": c.get("command")
+            for c in record.get("candidates", []) if isinstance(c, dict)}
+    if not same or made != dict(commands):
+        return None
+    try:
+        return Decision(**record["decision"])
+    except TypeError:
+        return None
+
+
 def run_selection(
     fold: str,
     row: str,
@@ -392,6 +416,12 @@ def run_selection(
         _write_evaluation(_evaluation_path(ckpt), command, evaluation, *result)
         evaluated[c.stem] = result
 
+    planned = {c.stem: "probseg-train " + shlex.join(train_command(c, out / "checkpoints" / f"{c.stem}.pt", fraction,
+                                                                   medscribble, device, threads)) for c in todo}
+    done = _decided(out / "selection.json", fold, row, fraction, n_sessions, planned)
+    if done is not None:
+        say(f"fold {fold}, row {row}: decided before by the same commands ({out / 'selection.json'}): kept")
+        return done
     say(f"fold {fold}, row {row}: {len(todo)} candidates, {jobs} at a time")
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(train_one, todo))

@@ -150,6 +150,11 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path, capsys
     assert ckpt.stat().st_mtime_ns == before  # trained by the same command: kept
     assert again == decision
     err = capsys.readouterr().err
+    assert "probseg-select: fold A, row complete: decided before by the same commands" in err
+    # Without the decision on record, each candidate's kept training and evaluation records give it again.
+    (tmp_path / "selection.json").unlink()
+    assert run_selection("A", "complete", tmp_path, **{**kw, "progress": True}) == decision
+    err = capsys.readouterr().err
     assert "probseg-select: fold A, row complete: 2 candidates, 1 at a time" in err
     assert "probseg-select: heads-complete-without-HipXRay: kept (trained and evaluated by the same commands before)" in err
     # A fresh checkout holds the records but neither the weights nor the runs (both ignored by git): the
@@ -157,6 +162,7 @@ def test_a_small_selection_trains_evaluates_chooses_and_resumes(tmp_path, capsys
     for pt in (tmp_path / "checkpoints").glob("*.pt"):
         pt.unlink()
     shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "selection.json").unlink()
     assert run_selection("A", "complete", tmp_path, **kw) == decision
     assert not ckpt.exists()
     # An evaluation made otherwise (here: more sessions) is redone, from the weights, retrained if missing.
