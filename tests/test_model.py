@@ -158,3 +158,22 @@ def test_config_properties_and_dict_roundtrip():
         assert ModelConfig(**cfg.to_dict()) == cfg
         assert cfg.stochastic == (cfg.latent_dim > 0)
     assert CONFIGS["paper"].beta0 == 1.0 and CONFIGS["paper"].beta1 == 1e-3
+
+
+@pytest.mark.parametrize("skip_batch", [1, 3])
+def test_the_inference_upsample_and_concatenation_equal_torchs_bit_for_bit(skip_batch):
+    """The wide decoder's no-grad path writes the upsampled map into the result; a proposal must not move."""
+    from torch.nn import functional as F
+
+    from probseg.model import _up_cat
+
+    gen = torch.Generator().manual_seed(0)
+    d = torch.randn(3, 5, 4, 6, generator=gen)
+    skip = torch.randn(skip_batch, 2, 8, 12, generator=gen)
+    want = torch.cat([F.interpolate(d, scale_factor=2, mode="nearest"), skip.expand(3, -1, -1, -1)], 1)
+    with torch.no_grad():
+        got = _up_cat(d, skip.expand(3, -1, -1, -1))
+    assert got.is_contiguous() and torch.equal(got, want)
+    d.requires_grad_(True)
+    _up_cat(d, skip.expand(3, -1, -1, -1)).sum().backward()  # with autograd: torch's own ops
+    assert torch.equal(d.grad, torch.full_like(d, 4.0))
