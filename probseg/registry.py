@@ -33,6 +33,12 @@ REGISTRY: dict[str, str] = {
     "disks-paper": "disks-paper.pt",
     "disks-complete": "disks-complete.pt",
     "disks-unet-complete": "disks-unet-complete.pt",
+    # The multi-hypothesis families of issue 13 on disks (configurations heads, heads-complete, ssn,
+    # ssn-complete), trained in the interaction loop with the cVAE's budget.
+    "disks-heads": "disks-heads.pt",
+    "disks-heads-complete": "disks-heads-complete.pt",
+    "disks-ssn": "disks-ssn.pt",
+    "disks-ssn-complete": "disks-ssn-complete.pt",
     # Real 2D medical images (configurations medical, medical-complete, medical-unet-complete),
     # trained on the MedScribble tasks ACDC, BTCV, HipXRay and STARE; listed by available() once
     # their files are installed.
