@@ -5,6 +5,7 @@ random pick gets) and the Spearman correlation between score and Dice per image 
 Usage, from the repository root: python3 results/medscribble/selection/rank_check.py CKPT TASK[,TASK...]
 (e.g. results/medscribble/checkpoints/A/complete-k.pt ACDC,BTCV,HipXRay,STARE: a fold's own training
 tasks, so the figures are in-sample and never choose anything about its unseen tasks).
+The other scripts of this folder import :func:`first_proposals` from here.
 """
 import sys
 
@@ -17,9 +18,9 @@ from probseg.interaction import click_start, default_brush_radius
 from simulator.datasets import make_dataset
 from simulator.metrics import dice
 
-torch.set_num_threads(1)
-model = probseg.load(sys.argv[1])
-for task in sys.argv[2].split(","):
+
+def first_proposals(model, task: str) -> str:
+    """One line: the first proposal's best / top-scored / mean candidate Dice and Spearman on ``task``."""
     ds = make_dataset(f"medscribble:../shared/medscribble?tasks={task}", None, start="clicks")
     best, top, mean, rho = [], [], [], []
     for i in range(len(ds)):
@@ -31,5 +32,12 @@ for task in sys.argv[2].split(","):
         top.append(d[int(np.argmax(scores))])
         mean.append(d.mean())
         rho.append(spearmanr(d, scores)[0])
-    print(f"{task}: best {np.mean(best):.3f} top-scored {np.mean(top):.3f} mean {np.mean(mean):.3f} "
-          f"Spearman {np.nanmean(rho):+.2f} ({len(ds)} images)", flush=True)
+    return (f"{task}: best {np.mean(best):.3f} top-scored {np.mean(top):.3f} mean {np.mean(mean):.3f} "
+            f"Spearman {np.nanmean(rho):+.2f} ({len(ds)} images)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    model = probseg.load(sys.argv[1])
+    for task in sys.argv[2].split(","):
+        print(first_proposals(model, task), flush=True)

@@ -8,14 +8,12 @@ heads-complete-without-BTCV BTCV 400 (candidate stem, its left-out task, score s
 import json, sys, time
 import numpy as np, torch
 from dataclasses import fields
-from scipy.stats import spearmanr
 import probseg
 from probseg.train import _medical_pool, _score_stage, TrainSettings
 from probseg.train_settings import LoopSpec
 from probseg.data.partials import PairSpec
-from probseg.interaction import click_start, default_brush_radius
-from simulator.datasets import make_dataset
-from simulator.metrics import dice
+from probseg.interaction import default_brush_radius
+from rank_check import first_proposals  # this folder's
 torch.set_num_threads(1)
 name, task, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ck = f"results/medscribble/selection/A-complete/checkpoints/{name}.pt"
@@ -27,20 +25,8 @@ settings.score_steps = steps
 cfg = model.net.config
 pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": cfg.mode})
 loop_spec = LoopSpec.from_dict(settings.loop_spec)
-ds = make_dataset(f"medscribble:../shared/medscribble?tasks={task}", None, start="clicks")
 
-def first_proposals(m):
-    best, top, mean, rho = [], [], [], []
-    for i in range(len(ds)):
-        case = ds.case(i, 0)
-        st = click_start(case.target, default_brush_radius(case.target.shape[0]))
-        _, segs, scores = m.propose(case.image, st.mask, st.seg, k=8, seed=0, return_scores=True)
-        d = np.array([dice(s, case.target) for s in segs])
-        best.append(d.max()); top.append(d[int(np.argmax(scores))]); mean.append(d.mean())
-        rho.append(spearmanr(d, scores)[0])
-    return f"best {np.mean(best):.3f} top-scored {np.mean(top):.3f} mean {np.mean(mean):.3f} rho {np.nanmean(rho):+.2f}"
-
-print(name, "before:", first_proposals(model), flush=True)
+print(name, "before:", first_proposals(model, task), flush=True)
 t0 = time.time()
 pool, _ = _medical_pool(settings, cfg, pair_spec, False, whole_targets=True)
 gen = torch.Generator().manual_seed(settings.seed)
@@ -49,4 +35,4 @@ net = model.net.train()
 running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, torch.device("cpu"), False, [])
 net.eval()
 print(name, f"after {steps} score steps ({time.time() - t0:.0f} s, score mse {running['score_mse']:.4f}):",
-      first_proposals(model), flush=True)
+      first_proposals(model, task), flush=True)

@@ -7,17 +7,15 @@ proposal's figures on the fold's own training tasks (in-sample: a diagnostic, ne
 Usage, from the repository root: python3 results/medscribble/selection/score_stage_more.py PSEUDO STEPS
 (this session ran 0.0 400 and 0.5 400). Nothing is written.
 """
-import json, sys, time, copy
+import json, sys, time
 import numpy as np, torch
 from dataclasses import fields
-from scipy.stats import spearmanr
 import probseg
 from probseg.train import _medical_pool, _score_stage, TrainSettings
 from probseg.train_settings import LoopSpec
 from probseg.data.partials import PairSpec
-from probseg.interaction import click_start, default_brush_radius
-from simulator.datasets import make_dataset
-from simulator.metrics import dice
+from probseg.interaction import default_brush_radius
+from rank_check import first_proposals  # this folder's
 torch.set_num_threads(1)
 pseudo, steps = float(sys.argv[1]), int(sys.argv[2])
 ck = "results/medscribble/checkpoints/A/complete-k.pt"
@@ -32,18 +30,7 @@ cfg = model.net.config
 pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": cfg.mode})
 loop_spec = LoopSpec.from_dict(settings.loop_spec)
 def first(m):
-    out = []
-    for task in ["ACDC", "BTCV", "HipXRay", "STARE"]:
-        ds = make_dataset(f"medscribble:../shared/medscribble?tasks={task}", None, start="clicks")
-        best, top, mean, rho = [], [], [], []
-        for i in range(len(ds)):
-            case = ds.case(i, 0)
-            st = click_start(case.target, default_brush_radius(case.target.shape[0]))
-            _, segs, scores = m.propose(case.image, st.mask, st.seg, k=8, seed=0, return_scores=True)
-            d = np.array([dice(s, case.target) for s in segs])
-            best.append(d.max()); top.append(d[int(np.argmax(scores))]); mean.append(d.mean()); rho.append(spearmanr(d, scores)[0])
-        out.append(f"{task} top {np.mean(top):.3f} mean {np.mean(mean):.3f} best {np.mean(best):.3f} rho {np.nanmean(rho):+.2f}")
-    return "; ".join(out)
+    return "; ".join(first_proposals(m, t) for t in ["ACDC", "BTCV", "HipXRay", "STARE"])
 t0 = time.time()
 pool, _ = _medical_pool(settings, cfg, pair_spec, False, whole_targets=True)
 gen = torch.Generator().manual_seed(1)
