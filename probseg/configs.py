@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["ARCHS", "CONFIGS", "MEDICAL_WORK_SIZE", "SIZE_MULTIPLE", "ModelConfig"]
+__all__ = ["ARCHS", "CONFIGS", "MEDICAL_WORK_SIZE", "SCORE_HEADS", "SIZE_MULTIPLE", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ class ModelConfig:
             network pass; there is no KL term to collapse. Trained, as the heads, with a
             best-candidate loss over its samples (a soft best-of-M, as SSN's own loss) and scored by
             the same score head. Deterministic ``punet`` or ``wide`` networks with one head only.
+        score_head: the score head of a scored network (``heads`` > 1 or ``ssn_rank`` > 0), one of
+            :data:`SCORE_HEADS`: ``coarse`` (:class:`~probseg.model._ScoreHead`: the candidate maps
+            average-pooled to the latent grid beside the backbone's coarse features) or ``fine``
+            (:class:`~probseg.model._FineScoreHead`: each candidate read at half the working resolution
+            with the image and the candidates' mean before it meets the coarse features). Checkpoints
+            saved before this field existed have ``coarse``.
     """
 
     name: str = "paper"
@@ -51,6 +57,7 @@ class ModelConfig:
     work_size: int = 0
     heads: int = 1
     ssn_rank: int = 0
+    score_head: str = "coarse"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -77,6 +84,8 @@ class ModelConfig:
             raise ValueError(f"ssn_rank must be an integer >= 0, got {self.ssn_rank!r}")
         if self.ssn_rank > 0 and (self.latent_dim > 0 or self.arch == "paper" or self.heads > 1):
             raise ValueError("ssn_rank > 0 needs a deterministic 'punet' or 'wide' network (latent_dim 0) with one head")
+        if self.score_head not in SCORE_HEADS:
+            raise ValueError(f"score_head must be one of {', '.join(map(repr, SCORE_HEADS))}, got {self.score_head!r}")
 
     @property
     def stochastic(self) -> bool:
@@ -115,6 +124,7 @@ class ModelConfig:
 
 
 ARCHS = ("paper", "wide", "punet")
+SCORE_HEADS = ("coarse", "fine")
 
 # All architectures put the latent on a grid 8 times coarser than the input; inputs are padded to a
 # multiple of this (the ``punet`` backbone pools four times and pads to 16 internally).

@@ -223,5 +223,5 @@ def loop_loss(
         score_target = hard_dice(segs, whole.expand_as(segs))
     return multi_head_loss(
         y_m, y_s, x_m[:, 0], out["pred_m"], out["pred_s"], out["score"], score_target, cfg.beta0,
-        temperature, spec.spread, spec.score_weight,
+        temperature, spec.spread, spec.score_weight, spec.score_rank_weight, spec.score_rank_temperature,
     )

@@ -15,6 +15,7 @@ __all__ = [
     "per_sample_seg_loss",
     "best_candidate_weights",
     "multi_head_loss",
+    "score_rank_loss",
     "hard_dice",
 ]
 
@@ -190,12 +191,15 @@ def multi_head_loss(
     temperature: float = 0.0,
     spread: float = 0.05,
     score_weight: float = 1.0,
+    score_rank_weight: float = 0.0,
+    score_rank_temperature: float = 0.05,
 ) -> dict[str, torch.Tensor]:
-    """The best-candidate loss of a K-head network plus its score head's regression.
+    """The best-candidate loss of a K-head network plus its score head's regression and ranking.
 
     ``sum_k w_k L_k`` (batch mean), with ``L_k`` the per-sample Eq. (3) loss of head k
     (:func:`per_sample_seg_loss`) and ``w`` from :func:`best_candidate_weights`, plus ``score_weight``
-    times the mean squared error between each head's predicted score and ``score_target``.
+    times the mean squared error between each head's predicted score and ``score_target``, plus
+    ``score_rank_weight`` times :func:`score_rank_loss` (which candidate of a sample is best).
 
     Args:
         y_m, y_s, x_m: float (B, H, W), the target and the input's decided pixels.
@@ -219,10 +223,36 @@ def multi_head_loss(
     weights = best_candidate_weights(losses, temperature, spread)
     seg = (weights * losses).sum(1).mean()
     score_mse = (score - score_target.detach()).pow(2).mean()
-    return {
-        "loss": seg + score_weight * score_mse,
-        "seg": seg,
-        "best": losses.detach().min(1).values.mean(),
-        "score_mse": score_mse.detach(),
-        "kl": score.new_zeros(()),
-    }
+    loss = seg + score_weight * score_mse
+    terms = {"seg": seg, "best": losses.detach().min(1).values.mean(), "score_mse": score_mse.detach()}
+    if score_rank_weight > 0:
+        rank = score_rank_loss(score, score_target, score_rank_temperature)
+        loss = loss + score_rank_weight * rank
+        terms["score_rank"] = rank.detach()
+    return {"loss": loss, **terms, "kl": score.new_zeros(())}
+
+
+def score_rank_loss(score: torch.Tensor, score_target: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """A listwise ranking loss over each sample's K candidates (ListNet's top-one cross-entropy).
+
+    The squared error of each score against its Dice is dominated by how hard the image is (every
+    candidate of a hard image scores low), not by which candidate is best; what ``model-ranked`` needs
+    is the order within a sample. So: the cross-entropy between ``softmax(score_target / temperature)``
+    (most of the mass on the best candidates) and ``softmax(logit(score))``, batch mean.
+
+    Args:
+        score: float (B, K) in (0, 1), the predicted Dice (its log-odds are the ranking logits).
+        score_target: float (B, K), the Dice each candidate reached (no gradient).
+        temperature: > 0; smaller puts the target's mass on the best candidate alone.
+    Returns:
+        a float scalar; 0 gradient when K = 1.
+    Raises:
+        ValueError: naming the argument at fault.
+    """
+    if score.ndim != 2 or score.shape != score_target.shape:
+        raise ValueError(f"score, score_target: expected the same (B, K) shape, got {tuple(score.shape)} and {tuple(score_target.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature: must be > 0, got {temperature}")
+    target = torch.softmax(score_target.detach() / temperature, dim=1)
+    log_p = torch.log_softmax(torch.logit(score, eps=1e-6), dim=1)
+    return -(target * log_p).sum(1).mean()

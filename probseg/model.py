@@ -368,9 +368,12 @@ class _ScoreHead(nn.Module):
         self.out = nn.Linear(c, 1)
 
     def forward(
-        self, coarse: torch.Tensor, pred_m: torch.Tensor, pred_s: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor
+        self, coarse: torch.Tensor, pred_m: torch.Tensor, pred_s: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """coarse (B, C, h, w); pred_m, pred_s (B, K, H, W); x_m, x_s (B, 1, H, W) -> scores (B, K) in (0, 1)."""
+        """coarse (B, C, h, w); pred_m, pred_s (B, K, H, W); x_m, x_s (B, 1, H, W) -> scores (B, K) in (0, 1).
+
+        ``image`` (B, 1, H, W) is not read: the signature is :class:`_FineScoreHead`'s."""
         b, k = pred_m.shape[:2]
         grid = coarse.shape[-2:]
         maps = torch.stack([pred_m.detach(), pred_s.detach(), x_m.expand(-1, k, -1, -1), x_s.expand(-1, k, -1, -1)], 2)
@@ -378,6 +381,58 @@ class _ScoreHead(nn.Module):
         feat = self.proj(coarse).contiguous()
         feat = feat[:, None].expand(-1, k, -1, -1, -1).flatten(0, 1)
         hidden = self.body(torch.cat([feat, maps], 1)).mean(dim=(-2, -1))
+        return torch.sigmoid(self.out(hidden)[:, 0]).view(b, k)
+
+
+class _FineScoreHead(nn.Module):
+    """A score head that reads each candidate at half the working resolution.
+
+    The coarse head (:class:`_ScoreHead`) sees a candidate only average-pooled to the latent grid (16 x 16
+    at the medical working size), where nested candidates differ mostly by their area; on fold A's
+    training tasks it learned to rank by size, not by fit (see CHECKPOINTS.md). This head first reads,
+    per candidate, six maps at half the working resolution: the candidate's decided mask and foreground,
+    the input's decided pixels and foreground, the image, and the mean foreground of all K candidates
+    (agreement with the others is evidence, as in an ensemble). Two strided 3x3 convolutions bring them
+    to the latent grid, where they meet the projected coarse features; a 3x3 convolution, a strided one,
+    a global average and a linear layer give each candidate's score. The candidate maps enter detached.
+    """
+
+    def __init__(self, coarse_channels: int, width: int) -> None:
+        super().__init__()
+        c = 2 * width
+
+        def down(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True))
+
+        self.fine = nn.Sequential(down(6, width), down(width, c))
+        self.proj = nn.Conv2d(coarse_channels, c, 1)
+        self.body = nn.Sequential(_conv_gn(2 * c, c), down(c, c))
+        self.out = nn.Linear(c, 1)
+
+    def forward(
+        self, coarse: torch.Tensor, pred_m: torch.Tensor, pred_s: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor,
+        image: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """coarse (B, C, h, w); pred_m, pred_s (B, K, H, W); x_m, x_s, image (B, 1, H, W) -> scores (B, K) in (0, 1).
+
+        H = 8 h (the latent grid's factor): the two strided convolutions after the halving reach the grid.
+        """
+        if image is None:
+            raise ValueError("image: the fine score head reads the image; pass it, float32 (B, 1, H, W)")
+        b, k = pred_m.shape[:2]
+        pred_m, pred_s = pred_m.detach(), pred_s.detach()
+        agree = pred_s.mean(1, keepdim=True)
+        maps = torch.stack(
+            [pred_m, pred_s, x_m.expand(-1, k, -1, -1), x_s.expand(-1, k, -1, -1), image.expand(-1, k, -1, -1),
+             agree.expand(-1, k, -1, -1)], 2,
+        ).flatten(0, 1)
+        fine = self.fine(F.avg_pool2d(maps, 2, ceil_mode=True))
+        grid = coarse.shape[-2:]
+        if fine.shape[-2:] != grid:  # inputs that are not multiples of 32 after padding: match the grid
+            fine = F.adaptive_avg_pool2d(fine, grid)
+        feat = self.proj(coarse).contiguous()
+        feat = feat[:, None].expand(-1, k, -1, -1, -1).flatten(0, 1)
+        hidden = self.body(torch.cat([feat, fine], 1)).mean(dim=(-2, -1))
         return torch.sigmoid(self.out(hidden)[:, 0]).view(b, k)
 
 
@@ -400,9 +455,10 @@ class PartialSegNet(nn.Module):
         else:
             self.encoder = _WideEncoder(config.latent_dim, config.width) if config.stochastic else None
             self.decoder = _WideDecoder(config.latent_dim, config.width, config.out_channels)
-        self.score_head: _ScoreHead | None = None
+        self.score_head: nn.Module | None = None
         if config.scored:
-            self.score_head = _ScoreHead(self.decoder.coarse_channels, config.width)
+            head = _FineScoreHead if config.score_head == "fine" else _ScoreHead
+            self.score_head = head(self.decoder.coarse_channels, config.width)
 
     def latent_shape(self, h: int, w: int) -> tuple[int, ...]:
         """Shape of one sample's z (no batch axis) for an (h, w) input."""
@@ -488,7 +544,7 @@ class PartialSegNet(nn.Module):
             self.config.mode == "complete",
         )
         pred_m, pred_s = pred_m.view(b, k, h, w), pred_s.view(b, k, h, w)
-        score = self.score_head(self.decoder.coarse(feats), pred_m, pred_s, x_m, x_s)
+        score = self.score_head(self.decoder.coarse(feats), pred_m, pred_s, x_m, x_s, image)
         return pred_m, pred_s, score
 
     def decode(self, image: torch.Tensor, x_m: torch.Tensor, x_s: torch.Tensor, z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

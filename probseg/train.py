@@ -48,7 +48,7 @@ from .predictor import ProbSeg
 from .train_cli import main
 from .train_settings import DATASETS, LoopSpec, TrainSettings
 
-__all__ = ["TrainSettings", "DATASETS", "build_disk_pool", "train", "main"]
+__all__ = ["TrainSettings", "DATASETS", "build_disk_pool", "refit_score_head", "train", "main"]
 
 def resolve_device(device: str) -> torch.device:
     """The torch device named by ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
@@ -294,6 +294,14 @@ def _score_stage(
     return running
 
 
+def _score_stage_metrics(running: dict[str, float]) -> dict[str, float]:
+    """The score stage's final running losses as checkpoint metrics."""
+    out = {"final_score_stage_mse": float(running["score_mse"])}
+    if "score_rank" in running:
+        out["final_score_stage_rank"] = float(running["score_rank"])
+    return out
+
+
 def train(
     settings: TrainSettings,
     out: str | Path | None = None,
@@ -312,6 +320,8 @@ def train(
     config: ModelConfig = CONFIGS[settings.config]
     if settings.beta1 is not None:
         config = replace(config, beta1=settings.beta1)
+    if settings.score_head is not None:
+        config = replace(config, score_head=settings.score_head)
     pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": config.mode})
     disk_spec = DiskSpec()
     device = resolve_device(settings.device)
@@ -365,7 +375,7 @@ def train(
     train_seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {f"final_{k}": float(v) for k, v in running.items()}
     if score_running:
-        metrics["final_score_stage_mse"] = float(score_running["score_mse"])
+        metrics.update(_score_stage_metrics(score_running))
     metrics["train_seconds"] = float(train_seconds)
     metrics["train_device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     model = ProbSeg(net, name=config.name)
@@ -387,3 +397,101 @@ def train(
     return model, metrics
 
 
+
+
+def refit_score_head(
+    base: str | Path,
+    out: str | Path | None = None,
+    *,
+    score_steps: int,
+    score_head: str | None = None,
+    score_rank_weight: float | None = None,
+    seed: int | None = None,
+    threads: int = 0,
+    device: str = "cpu",
+    medscribble: str | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> tuple[ProbSeg, dict[str, Any]]:
+    """Fit a new score head to a trained scored network, the rest of it frozen (``probseg-train --refit-score``).
+
+    The score head only ranks the candidates: the network's candidates, and so best-of-K, do not change.
+    So a better score head can be fitted to a checkpoint after the fact. The new head (``score_head``:
+    a kind of :data:`~probseg.configs.SCORE_HEADS`, default the base's kind) starts from fresh weights
+    drawn from ``seed`` (default the base's) and trains for ``score_steps`` interaction-loop steps on the
+    base's own training pool (its recorded settings; ``medscribble`` relocates the dataset), with the
+    base's loop settings and ``score_rank_weight`` (default the base's) on the ranking loss.
+
+    Returns:
+        ``(model, metrics)``: the base's metrics plus the refit's (``final_score_stage_mse``,
+        ``final_score_stage_rank`` when ranked, ``refit_seconds``). The checkpoint's record keeps the
+        base's command (``base_command``, ``base_sha256``): the base's command, then this one, rebuild it.
+    Raises:
+        ValueError: naming the argument at fault (a base with no score head, no interaction-loop record,
+            ``score_steps`` < 1, an unknown ``score_head``).
+    """
+    from .checkpoint import load_checkpoint
+    from .configs import SCORE_HEADS
+    from .registry import file_sha256
+
+    if isinstance(score_steps, bool) or not isinstance(score_steps, int) or score_steps < 1:
+        raise ValueError(f"score_steps: must be an integer >= 1, got {score_steps!r}")
+    if score_head is not None and score_head not in SCORE_HEADS:
+        raise ValueError(f"score_head: must be one of {', '.join(SCORE_HEADS)}, got {score_head!r}")
+    base_net, meta = load_checkpoint(base)
+    if not base_net.config.scored:
+        raise ValueError(f"base: {base} has one output and no score head to refit")
+    known = set(TrainSettings.__dataclass_fields__)
+    recorded = (meta.get("train") or {}).get("settings") or {}
+    settings = TrainSettings(**{k: v for k, v in recorded.items() if k in known})
+    if not settings.interaction_loop:
+        raise ValueError(f"base: {base} was not trained in the interaction loop, where the score head learns")
+    loop_over = dict(settings.loop_spec)
+    if score_rank_weight is not None:
+        loop_over["score_rank_weight"] = float(score_rank_weight)
+    settings = replace(
+        settings, score_steps=score_steps, threads=threads, device=device, loop_spec=loop_over,
+        score_head=score_head or base_net.config.score_head,
+        seed=settings.seed if seed is None else int(seed),
+        medscribble=settings.medscribble if medscribble is None else medscribble,
+    )
+    settings.validate()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    config = replace(base_net.config, score_head=settings.score_head)
+    torch.manual_seed(settings.seed)
+    net = build_network(config)  # the fresh score head's weights come from the seed
+    kept = {k: v for k, v in base_net.state_dict().items() if not k.startswith("score_head.")}
+    missing, _ = net.load_state_dict(kept, strict=False)
+    assert all(k.startswith("score_head.") for k in missing)
+    t0 = time.perf_counter()
+    pair_spec = PairSpec.from_dict({**settings.pair_spec, "mode": config.mode})
+    loop_spec = LoopSpec.from_dict(settings.loop_spec)
+    pool, data_spec = _target_pool(settings, config, pair_spec, DiskSpec(), loop_spec, progress)
+    gen = torch.Generator().manual_seed(settings.seed)
+    radius = pair_spec.brush_radius if pair_spec.brush_radius is not None else default_brush_radius(pool.shape[-2])
+    dev = resolve_device(settings.device)
+    net.to(dev).train()
+    history: list[dict[str, float]] = list((meta.get("train") or {}).get("history") or [])
+    running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, dev, progress, history)
+    net.to("cpu").eval()
+    metrics: dict[str, Any] = dict(meta.get("metrics") or {})
+    metrics.update(_score_stage_metrics(running))
+    metrics["refit_seconds"] = float(time.perf_counter() - t0)
+    base_command = (meta.get("train") or {}).get("command", "")
+    base_sha = file_sha256(base)
+    train_info = {
+        "settings": asdict(settings), "command": command or "", "history": history,
+        "base_command": base_command, "base_sha256": base_sha,
+    }
+    model = ProbSeg(net, name=config.name)
+    model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
+    if out is not None:
+        path = save_checkpoint(out, net, data_spec, train_info, metrics)
+        model.meta["path"] = str(path)
+        record = {
+            "command": command or "", "base_command": base_command, "base_sha256": base_sha,
+            "settings": asdict(settings), "metrics": metrics, "config": config.to_dict(),
+        }
+        Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return model, metrics

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .cli import ArgumentParser, cli_entry
-from .configs import CONFIGS
+from .configs import CONFIGS, SCORE_HEADS
 from .data.augment import AugmentSpec
 from .train_settings import DATASETS, LoopSpec, TrainSettings
 
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds data, weights and batch order")
+    p.add_argument("--seed", type=int, default=None, help=f"seeds data, weights and batch order (default {d.seed}; with --refit-score: the base's)")
     p.add_argument("--n-pairs", type=int, default=d.n_pairs, help="training pairs drawn into the pool")
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images evaluated at the end (0: skip)")
     p.add_argument("--beta1", type=float, default=None, help="KL weight (default: the configuration's)")
@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         help="where the network trains: cpu, cuda, cuda:N or auto; the data and the final evaluation stay on the CPU",
     )
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (0: default)")
-    p.add_argument("--medscribble", default=d.medscribble, help="MedScribble folder (--dataset medical)")
+    p.add_argument(
+        "--medscribble", default=None,
+        help=f"MedScribble folder (--dataset medical; default {d.medscribble}; with --refit-score: the base's)",
+    )
     p.add_argument(
         "--train-tasks", default=",".join(d.train_tasks),
         help="comma-separated MedScribble tasks to train on (--dataset medical); the others are held out",
@@ -74,6 +77,22 @@ def _parser() -> argparse.ArgumentParser:
         help="then this many interaction-loop steps training the score head alone, the network frozen "
         "(multi-head and SSN configurations): the candidates stay, their ranking learns",
     )
+    p.add_argument(
+        "--score-head", choices=SCORE_HEADS, default=None,
+        help="the score head to build (multi-head and SSN configurations; default: the configuration's): coarse "
+        "reads the candidates pooled to the latent grid, fine at half the working resolution with the image",
+    )
+    p.add_argument(
+        "--score-rank-weight", type=float, default=None,
+        help="weight of the score head's listwise ranking loss (which candidate is best), beside its squared "
+        f"error on each candidate's Dice (default {LoopSpec().score_rank_weight:g}: none)",
+    )
+    p.add_argument(
+        "--refit-score", metavar="BASE.pt", default=None,
+        help="fit a new score head to the trained scored checkpoint BASE.pt, the rest of it frozen (its candidates "
+        "stay): --score-steps steps on BASE's own training pool and loop settings; only --score-head, "
+        "--score-rank-weight, --seed, --threads, --device, --medscribble, --out and --no-progress are read",
+    )
     p.add_argument("--out", required=True, help="checkpoint path (.pt); a .json record is written beside it")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
@@ -83,18 +102,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-train``."""
     args = _parser().parse_args(argv)
+    d = TrainSettings()
     out = Path(args.out)
     if out.suffix != ".pt":
         raise ValueError(f"--out: expected a .pt path, got {out}")
     if out.parent.exists() and not out.parent.is_dir():
         raise ValueError(f"--out: {out.parent} is not a folder")
+    command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.refit_score is not None:
+        return _refit(args, command)
     settings = TrainSettings(
         config=args.config,
         dataset=args.dataset,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        seed=args.seed,
+        seed=d.seed if args.seed is None else args.seed,
         n_pairs=args.n_pairs,
         eval_images=args.eval_images,
         threads=args.threads,
@@ -102,19 +125,41 @@ def main(argv: list[str] | None = None) -> int:
         kl_warmup=args.kl_warmup,
         free_bits=args.free_bits,
         device=args.device,
-        medscribble=args.medscribble,
+        medscribble=d.medscribble if args.medscribble is None else args.medscribble,
         train_tasks=[t.strip() for t in args.train_tasks.split(",") if t.strip()],
         real_fraction=args.real_fraction,
         augment_spec={"pseudo_fraction": args.pseudo_fraction} if args.pseudo_fraction else {},
         interaction_loop=args.interaction_loop,
         loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
         score_steps=args.score_steps,
+        score_head=args.score_head,
     )
+    if args.score_rank_weight is not None:
+        if not args.interaction_loop:
+            raise ValueError("--score-rank-weight: the score head trains in the interaction loop; add --interaction-loop")
+        settings.loop_spec["score_rank_weight"] = args.score_rank_weight
     settings.validate()
-    command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from .train import train  # torch: only once the command line is understood
 
     _, metrics = train(settings, out, progress=not args.no_progress, command=command)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}))
+    return 0
+
+
+def _refit(args: argparse.Namespace, command: str) -> int:
+    """``--refit-score``: :func:`probseg.train.refit_score_head` with the command line's options."""
+    if args.score_steps < 1:
+        raise ValueError("--score-steps: --refit-score trains the new score head for --score-steps steps; give one >= 1")
+    if not Path(args.refit_score).is_file():
+        raise ValueError(f"--refit-score: no such checkpoint: {args.refit_score}")
+    from .train import refit_score_head  # torch: only once the command line is understood
+
+    _, metrics = refit_score_head(
+        args.refit_score, args.out, score_steps=args.score_steps, score_head=args.score_head,
+        score_rank_weight=args.score_rank_weight, seed=args.seed, threads=args.threads,
+        device=args.device, medscribble=args.medscribble,
+        progress=not args.no_progress, command=command,
+    )
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}))
     return 0
 

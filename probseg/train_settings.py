@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .configs import CONFIGS
+from .configs import CONFIGS, SCORE_HEADS
 from .data.augment import AugmentSpec
 from .data.disks import N_TRAIN
 from .data.medscribble import DEFAULT_MEDSCRIBBLE, DEFAULT_TRAIN_TASKS, medscribble_tasks
@@ -74,6 +74,8 @@ class TrainSettings:
             score head alone, the rest of the network frozen (scored configurations): the candidates
             do not change, only how they are ranked. Trained jointly, the score head chases candidates
             that are still moving and learns little; once they stop, it learns to rank them.
+        score_head: the score head to build (one of :data:`~probseg.configs.SCORE_HEADS`), or None:
+            the configuration's (scored configurations only).
     """
 
     config: str = "paper"
@@ -100,6 +102,7 @@ class TrainSettings:
     interaction_loop: bool = False
     loop_spec: dict[str, Any] = field(default_factory=dict)
     score_steps: int = 0
+    score_head: str | None = None
 
     def validate(self) -> None:
         if self.config not in CONFIGS:
@@ -148,6 +151,11 @@ class TrainSettings:
             raise ValueError(f"score_steps: must be an integer >= 0, got {self.score_steps!r}")
         if self.score_steps and not CONFIGS[self.config].scored:
             raise ValueError(f"score_steps: configuration {self.config!r} has no score head to train")
+        if self.score_head is not None:
+            if self.score_head not in SCORE_HEADS:
+                raise ValueError(f"score_head: must be one of {', '.join(SCORE_HEADS)}, got {self.score_head!r}")
+            if not CONFIGS[self.config].scored:
+                raise ValueError(f"score_head: configuration {self.config!r} has no score head")
         if self.interaction_loop:
             if CONFIGS[self.config].stochastic:
                 raise ValueError(
@@ -193,6 +201,9 @@ class LoopSpec:
         temperature: the best-candidate loss's soft-minimum temperature at step 0 (multi-head).
         spread: weight kept on every head (see :func:`probseg.losses.best_candidate_weights`).
         score_weight: weight of the score head's squared error.
+        score_rank_weight: weight of the score head's listwise ranking loss
+            (:func:`probseg.losses.score_rank_loss`; 0, the default of runs before it existed: none).
+        score_rank_temperature: that loss's target temperature.
         error_weight: the oracle's weight on wrong pixels (the simulator's default, 2).
     """
 
@@ -202,6 +213,8 @@ class LoopSpec:
     spread: float = 0.05
     score_weight: float = 1.0
     error_weight: float = 2.0
+    score_rank_weight: float = 0.0
+    score_rank_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 0:
@@ -211,9 +224,11 @@ class LoopSpec:
             raise ValueError(f"start_weights: unknown starts {sorted(bad)}; allowed: {list(LOOP_STARTS)}")
         if any(v < 0 for v in self.start_weights.values()) or sum(self.start_weights.values()) <= 0:
             raise ValueError("start_weights: weights must be >= 0 and not all zero")
-        for name in ("temperature", "score_weight", "error_weight"):
+        for name in ("temperature", "score_weight", "error_weight", "score_rank_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.score_rank_temperature > 0:
+            raise ValueError(f"score_rank_temperature: must be > 0, got {self.score_rank_temperature}")
         if not 0 <= self.spread <= 1:
             raise ValueError(f"spread: must be in [0, 1], got {self.spread}")
 

@@ -3,6 +3,7 @@ the heads and their score head, how ``propose`` orders and repeats them, and a s
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -298,3 +299,119 @@ def test_the_score_stage_trains_the_score_head_alone_after_the_main_steps(tmp_pa
         TrainSettings(config="unet-complete", interaction_loop=True, score_steps=3).validate()
     with pytest.raises(ValueError, match="^score_steps: must be an integer >= 0"):
         TrainSettings(**common, score_steps=-1).validate()
+
+
+# --- the score head that ranks (fine head, listwise loss, refit) -------------------------------------
+
+
+def test_score_rank_loss_by_hand() -> None:
+    from probseg.losses import score_rank_loss
+
+    # Scores 0.5 and 0.5 (log-odds 0 and 0) predict (1/2, 1/2). Target Dice 1 and 0 at temperature
+    # t = 1 / ln 2 give softmax(dice / t) = (2/3, 1/3); the cross-entropy is then ln 2.
+    t = float(1 / np.log(2.0))
+    loss = score_rank_loss(torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0]]), temperature=t)
+    torch.testing.assert_close(loss, torch.tensor(float(np.log(2.0))))
+    # Log-odds ln 2 and 0 (scores 2/3 and 1/2) match that target: cross-entropy = its entropy.
+    loss = score_rank_loss(torch.tensor([[2 / 3, 0.5]]), torch.tensor([[1.0, 0.0]]), temperature=t)
+    entropy = -(2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3))
+    torch.testing.assert_close(loss, torch.tensor(float(entropy)))
+    # The gradient pushes the better candidate's score up, the worse one's down.
+    score = torch.tensor([[0.5, 0.5]], requires_grad=True)
+    score_rank_loss(score, torch.tensor([[0.9, 0.1]])).backward()
+    assert score.grad[0, 0] < 0 < score.grad[0, 1]
+    with pytest.raises(ValueError, match="temperature"):
+        score_rank_loss(torch.full((1, 2), 0.5), torch.zeros(1, 2), temperature=0.0)
+    with pytest.raises(ValueError, match="score, score_target"):
+        score_rank_loss(torch.full((1, 2), 0.5), torch.zeros(1, 3))
+
+
+def test_multi_head_loss_adds_the_weighted_ranking_term() -> None:
+    from probseg.losses import score_rank_loss
+
+    y_m = torch.ones(1, 2, 2)
+    y_s = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    x_m = torch.zeros(1, 2, 2)
+    pred_m = torch.ones(1, 3, 2, 2)
+    pred_s = torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    score = torch.tensor([[0.2, 0.5, 0.7]])
+    target = torch.tensor([[0.9, 0.3, 0.1]])
+    plain = multi_head_loss(y_m, y_s, x_m, pred_m, pred_s, score, target)
+    ranked = multi_head_loss(y_m, y_s, x_m, pred_m, pred_s, score, target, score_rank_weight=0.5)
+    assert "score_rank" not in plain
+    torch.testing.assert_close(ranked["score_rank"], score_rank_loss(score, target))
+    torch.testing.assert_close(ranked["loss"], plain["loss"] + 0.5 * ranked["score_rank"])
+
+
+@pytest.mark.parametrize("name", ["heads", "medical-heads-complete", "medical-ssn"])
+def test_the_fine_score_head_scores_every_candidate(name: str) -> None:
+    config = replace(CONFIGS[name], score_head="fine")
+    torch.manual_seed(0)
+    net = build_network(config).eval()
+    size = config.work_size or 40  # 40: a disk-sized input that is a multiple of 8 but not of 32
+    image = torch.rand(2, 1, size, size)
+    x_m = torch.zeros(2, 1, size, size)
+    x_m[:, :, 5:9, 5:9] = 1
+    x_s = x_m.clone()
+    pred_m, pred_s, score = net.decode_candidates(image, x_m, x_s, 4)
+    assert score.shape == pred_m.shape[:2] and bool(((score > 0) & (score < 1)).all())
+    # It reads the candidates: change one candidate's input map and its score moves.
+    coarse = net.decoder.coarse(net.decoder.features(torch.cat([image, x_m, x_s], 1)))
+    other = pred_s.clone()
+    other[:, 0] = 1 - other[:, 0]
+    moved = net.score_head(coarse, pred_m, other, x_m, x_s, image)
+    assert not torch.allclose(moved[:, 0], score[:, 0])
+    with pytest.raises(ValueError, match="^image"):
+        net.score_head(coarse, pred_m, pred_s, x_m, x_s)
+    with pytest.raises(ValueError, match="score_head"):
+        replace(CONFIGS[name], score_head="sharp")
+
+
+def test_refit_score_head_keeps_the_candidates_and_records_its_base(tmp_path) -> None:
+    from probseg.train import refit_score_head
+
+    common = dict(config="heads", interaction_loop=True, steps=4, batch_size=4, n_pairs=40, n_train_images=20,
+                  eval_images=0, threads=1)
+    base, _ = train(TrainSettings(**common), tmp_path / "base.pt", progress=False, command="probseg-train base")
+    model, metrics = refit_score_head(
+        tmp_path / "base.pt", tmp_path / "refit.pt", score_steps=3, score_head="fine", score_rank_weight=1.0,
+        progress=False, command="probseg-train --refit-score base.pt",
+    )
+    loaded = probseg.load(tmp_path / "refit.pt")
+    assert loaded.net.config.score_head == "fine" and base.net.config.score_head == "coarse"
+    old, new = base.net.state_dict(), loaded.net.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if not k.startswith("score_head."))
+    image, mask, seg = _state(64, 64)
+    (m0, s0, _), (m1, s1, sc1) = (m.propose(image, mask, seg, k=8, seed=0, return_scores=True) for m in (base, loaded))
+    # The same 8 candidates (perhaps in another order: propose sorts by score).
+    key = lambda masks, segs: sorted(bytes(np.packbits(a)) + bytes(np.packbits(b)) for a, b in zip(masks, segs))  # noqa: E731
+    assert key(m0, s0) == key(m1, s1)
+    assert np.isfinite(metrics["final_score_stage_mse"]) and np.isfinite(metrics["final_score_stage_rank"])
+    record = loaded.meta["train"]
+    assert record["base_command"] == "probseg-train base" and len(record["base_sha256"]) == 64
+    assert record["settings"]["loop_spec"]["score_rank_weight"] == 1.0
+    # The same refit again gives the same weights (the fresh head and the batches come from the seed).
+    again, _ = refit_score_head(tmp_path / "base.pt", None, score_steps=3, score_head="fine", score_rank_weight=1.0,
+                                progress=False)
+    assert all(torch.equal(v, again.net.state_dict()[k]) for k, v in new.items())
+    with pytest.raises(ValueError, match="^score_steps"):
+        refit_score_head(tmp_path / "base.pt", None, score_steps=0)
+    unet, _ = train(TrainSettings(**{**common, "config": "unet-complete"}), tmp_path / "unet.pt", progress=False)
+    with pytest.raises(ValueError, match="^base: .* no score head"):
+        refit_score_head(tmp_path / "unet.pt", None, score_steps=2)
+
+
+def test_probseg_train_refit_score_cli(tmp_path, capsys) -> None:
+    from probseg.train_cli import main
+
+    common = dict(config="heads", interaction_loop=True, steps=3, batch_size=4, n_pairs=40, n_train_images=20,
+                  eval_images=0, threads=1)
+    train(TrainSettings(**common), tmp_path / "base.pt", progress=False)
+    assert main(["--refit-score", str(tmp_path / "base.pt"), "--score-steps", "2", "--score-head", "fine",
+                 "--score-rank-weight", "0.5", "--no-progress", "--out", str(tmp_path / "r.pt")]) == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["command"].startswith("probseg-train --refit-score") and record["config"]["score_head"] == "fine"
+    assert main(["--refit-score", str(tmp_path / "missing.pt"), "--score-steps", "2", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--refit-score: no such checkpoint" in capsys.readouterr().err
+    assert main(["--refit-score", str(tmp_path / "base.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--score-steps" in capsys.readouterr().err
