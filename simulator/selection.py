@@ -45,7 +45,7 @@ import numpy as np
 from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
-    "FAMILIES", "FINAL_SCORE_STEPS", "FULL_RECIPE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
+    "FAMILIES", "FINAL_SCORE_STEPS", "FULL_RECIPE", "RANKED_SCORE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
     "is_decision", "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
 ]
 
@@ -72,6 +72,10 @@ FULL_RECIPE = {"steps": 3500, "batch_size": 16, "n_pairs": 8000, "pseudo_fractio
 # alone (probseg-train --score-steps; CHECKPOINTS.md, step 7). The candidates do not change with it, so
 # the selection, which decides on best-of-8, trains without it.
 FINAL_SCORE_STEPS = 500
+# Then (CHECKPOINTS.md, step 8) a new score head is fitted to the frozen network: the `fine` head, squared
+# error only, as many steps as the rule's experiment trained it; its checkpoint, "-ranked" beside the
+# base's, is the fold's (and the shipped) model. The candidates, and so best-of-8, stay the base's.
+RANKED_SCORE = {"score_head": "fine", "score_steps": 800}
 STARTS = ("clicks", "human")
 ENDPOINT = "dice_at_clicks_5"
 N_BOOT = 1000
@@ -215,6 +219,21 @@ def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, de
         "--train-tasks", ",".join(c.train_tasks), "--medscribble", medscribble, "--eval-images", "0",
         "--device", device, "--threads", str(threads), "--no-progress",
         *(["--score-steps", str(score_steps)] if score_steps else []), "--out", str(out),
+    ]
+
+
+def ranked_path(checkpoint: str | Path) -> Path:
+    """Where a scored final's refitted score head goes: ``A/complete-k.pt`` -> ``A/complete-k-ranked.pt``."""
+    ckpt = Path(checkpoint)
+    return ckpt.with_name(f"{ckpt.stem}-ranked.pt")
+
+
+def refit_command(base: Path, out: Path, device: str, threads: int) -> list[str]:
+    """The ``probseg-train --refit-score`` arguments that fit :data:`RANKED_SCORE`'s score head to ``base``."""
+    return [
+        "--refit-score", str(base), "--score-steps", str(RANKED_SCORE["score_steps"]),
+        "--score-head", str(RANKED_SCORE["score_head"]), "--device", device, "--threads", str(threads),
+        "--no-progress", "--out", str(out),
     ]
 
 
@@ -510,8 +529,10 @@ def train_final(
     ``checkpoint`` (a ``.pt`` path; its record and log beside it) by its ``probseg-train`` command, kept
     when that very command made it before. The file is named for the row, not the family
     (``A/complete-k.pt``), so a study names each fold's model alike whichever family the fold chose.
+    A scored row's network then gets the score head of :data:`RANKED_SCORE` (``probseg-train
+    --refit-score``) in :func:`ranked_path` (``A/complete-k-ranked.pt``), kept likewise.
 
-    Returns the checkpoint's path.
+    Returns the model's path: the ranked checkpoint for a scored row, ``checkpoint`` for the U-Net.
     """
     choices = row_choices(row)
     if family not in choices:
@@ -524,10 +545,15 @@ def train_final(
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     args = train_command(c, ckpt, fraction, medscribble, device, threads,
                          score_steps=0 if row == "unet" else FINAL_SCORE_STEPS)
-    if _made_by(ckpt, "probseg-train " + shlex.join(args)):
+    if not _made_by(ckpt, "probseg-train " + shlex.join(args)):
+        _train(c, args, ckpt.with_suffix(".log"))
+    if row == "unet":
         return ckpt
-    _train(c, args, ckpt.with_suffix(".log"))
-    return ckpt
+    ranked = ranked_path(ckpt)
+    args = refit_command(ckpt, ranked, device, threads)
+    if not _made_by(ranked, "probseg-train " + shlex.join(args)):
+        _train(c, args, ranked.with_suffix(".log"))
+    return ranked
 
 
 def _first_cell(record: Mapping[str, Any]) -> str:

@@ -269,3 +269,27 @@ def test_a_scored_familys_final_recipe_ends_with_the_score_stage(tmp_path, monke
     args = seen[0]
     assert args[args.index("--score-steps") + 1] == str(sel.FINAL_SCORE_STEPS)
     assert args[args.index("--steps") + 1] == str(FULL_RECIPE["steps"]) and args[-2:] == ["--out", str(tmp_path / "k.pt")]
+    # Then the rule's step 8: the ranked score head is fitted to that network, into k-ranked.pt.
+    refit = seen[1]
+    assert refit[:2] == ["--refit-score", str(tmp_path / "k.pt")]
+    assert refit[refit.index("--score-head") + 1] == sel.RANKED_SCORE["score_head"]
+    assert refit[refit.index("--score-steps") + 1] == str(sel.RANKED_SCORE["score_steps"])
+    assert refit[-2:] == ["--out", str(tmp_path / "k-ranked.pt")] and len(seen) == 2
+
+
+def test_train_final_keeps_a_ranked_checkpoint_made_by_the_same_commands(tmp_path, monkeypatch):
+    import shlex
+
+    import simulator.selection as sel
+
+    seen = []
+    monkeypatch.setattr(sel, "_train", lambda c, args, log: seen.append(args))
+    got = train_final("partial", "ssn", ["ACDC"], tmp_path / "k.pt", "data", "cpu", 1)
+    assert got == tmp_path / "k-ranked.pt" and len(seen) == 2
+    # Records saying the same commands made both files: nothing is trained again.
+    for args in seen:
+        out = Path(args[args.index("--out") + 1])
+        out.write_bytes(b"x")
+        out.with_suffix(".json").write_text(json.dumps({"command": "probseg-train " + shlex.join(args)}))
+    seen.clear()
+    assert train_final("partial", "ssn", ["ACDC"], tmp_path / "k.pt", "data", "cpu", 1) == got and not seen
