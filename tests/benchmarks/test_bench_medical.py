@@ -14,6 +14,7 @@ stall on each other (every kernel waits for the slower thread), and 1 thread is 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import pytest
 import torch
 
 from probseg import ProbSeg, build_network
+from probseg.configs import CONFIGS
 from probseg.data.medical import build_medical_pool, pool_batch_to_float
 from probseg.data.medscribble import load_medscribble
 from probseg.data.partials import PairSpec
@@ -41,10 +43,17 @@ def threads(request) -> int:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module", params=["medical", "medical-unet-complete", "medical-heads", "medical-ssn"])
+@pytest.fixture(
+    scope="module",
+    params=["medical", "medical-unet-complete", "medical-heads", "medical-ssn", "medical-heads-complete:fine",
+            "medical-ssn:fine"],
+)
 def model(request) -> ProbSeg:
+    """An untrained network of a configuration; ``NAME:fine`` with the fine score head (the ranked finals')."""
+    name, _, score_head = request.param.partition(":")
+    config = CONFIGS[name] if not score_head else replace(CONFIGS[name], score_head=score_head)
     torch.manual_seed(0)
-    return ProbSeg(build_network(request.param), name=f"untrained-{request.param}")
+    return ProbSeg(build_network(config), name=f"untrained-{request.param}")
 
 
 def _input():
