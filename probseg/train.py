@@ -473,7 +473,9 @@ def refit_score_head(
     dev = resolve_device(settings.device)
     net.to(dev).train()
     history: list[dict[str, float]] = list((meta.get("train") or {}).get("history") or [])
-    running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, dev, progress, history)
+    refit_history: list[dict[str, float]] = []
+    running = _score_stage(net, pool, gen, settings, loop_spec, pair_spec, radius, dev, progress, refit_history)
+    history += [{**h, "stage": "refit"} for h in refit_history]  # told apart from the base's own score stage
     net.to("cpu").eval()
     metrics: dict[str, Any] = dict(meta.get("metrics") or {})
     metrics.update(_score_stage_metrics(running))
