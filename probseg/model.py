@@ -82,6 +82,11 @@ def _conv_gn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True))
 
 
+def _down_gn(cin: int, cout: int) -> nn.Sequential:
+    """:func:`_conv_gn` with stride 2: halves the map (the score heads' path down to one number)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True))
+
+
 class _PaperEncoder(nn.Module):
     """q(z | x, y): (B, 5, H, W) -> mean, log-variance (B, L, H/8, W/8)."""
 
@@ -363,7 +368,7 @@ class _ScoreHead(nn.Module):
         self.proj = nn.Conv2d(coarse_channels, c, 1)
         self.body = nn.Sequential(
             _conv_gn(c + 4, c),
-            nn.Sequential(nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GroupNorm(4, c), nn.ReLU(inplace=True)),
+            _down_gn(c, c),
         )
         self.out = nn.Linear(c, 1)
 
@@ -400,13 +405,9 @@ class _FineScoreHead(nn.Module):
     def __init__(self, coarse_channels: int, width: int) -> None:
         super().__init__()
         c = 2 * width
-
-        def down(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(4, cout), nn.ReLU(inplace=True))
-
-        self.fine = nn.Sequential(down(6, width), down(width, c))
+        self.fine = nn.Sequential(_down_gn(6, width), _down_gn(width, c))
         self.proj = nn.Conv2d(coarse_channels, c, 1)
-        self.body = nn.Sequential(_conv_gn(2 * c, c), down(c, c))
+        self.body = nn.Sequential(_conv_gn(2 * c, c), _down_gn(c, c))
         self.out = nn.Linear(c, 1)
 
     def forward(
@@ -421,12 +422,13 @@ class _FineScoreHead(nn.Module):
             raise ValueError("image: the fine score head reads the image; pass it, float32 (B, 1, H, W)")
         b, k = pred_m.shape[:2]
         pred_m, pred_s = pred_m.detach(), pred_s.detach()
-        agree = pred_s.mean(1, keepdim=True)
-        maps = torch.stack(
-            [pred_m, pred_s, x_m.expand(-1, k, -1, -1), x_s.expand(-1, k, -1, -1), image.expand(-1, k, -1, -1),
-             agree.expand(-1, k, -1, -1)], 2,
-        ).flatten(0, 1)
-        fine = self.fine(F.avg_pool2d(maps, 2, ceil_mode=True))
+        half = lambda t: F.avg_pool2d(t, 2, ceil_mode=True)  # noqa: E731
+        # The four maps every candidate shares are halved once, then repeated per candidate.
+        shared = half(torch.cat([x_m, x_s, image, pred_s.mean(1, keepdim=True)], 1))  # (B, 4, H/2, W/2)
+        maps = torch.cat(
+            [torch.stack([half(pred_m), half(pred_s)], 2), shared[:, None].expand(-1, k, -1, -1, -1)], 2
+        ).flatten(0, 1)  # (B K, 6, H/2, W/2)
+        fine = self.fine(maps)
         grid = coarse.shape[-2:]
         if fine.shape[-2:] != grid:  # inputs that are not multiples of 32 after padding: match the grid
             fine = F.adaptive_avg_pool2d(fine, grid)

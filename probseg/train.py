@@ -388,13 +388,26 @@ def train(
 
         metrics.update(evaluate_disks(model, settings.eval_images, seed=0, progress=progress))
     train_info = {"settings": asdict(settings), "command": command or "", "history": history}
-    model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
-    if out is not None:
-        path = save_checkpoint(out, net, data_spec, train_info, metrics)
-        model.meta["path"] = str(path)
-        record = {"command": command or "", "settings": asdict(settings), "metrics": metrics, "config": config.to_dict()}
-        Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _keep(model, out, data_spec, train_info, metrics)
     return model, metrics
+
+
+def _keep(
+    model: ProbSeg, out: str | Path | None, data_spec: dict[str, Any], train_info: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    """Record what made ``model`` in its ``meta``; with ``out``, write the checkpoint and the JSON record beside
+    it (the command, settings, metrics and config, plus the base's command and SHA-256 of a refit)."""
+    config = model.net.config
+    model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
+    if out is None:
+        return
+    path = save_checkpoint(out, model.net, data_spec, train_info, metrics)
+    model.meta["path"] = str(path)
+    record = {"command": train_info["command"], "settings": train_info["settings"], "metrics": metrics,
+              "config": config.to_dict()}
+    record.update({k: train_info[k] for k in ("base_command", "base_sha256") if k in train_info})
+    Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 
@@ -431,13 +444,10 @@ def refit_score_head(
             ``score_steps`` < 1, an unknown ``score_head``).
     """
     from .checkpoint import load_checkpoint
-    from .configs import SCORE_HEADS
     from .registry import file_sha256
 
     if isinstance(score_steps, bool) or not isinstance(score_steps, int) or score_steps < 1:
         raise ValueError(f"score_steps: must be an integer >= 1, got {score_steps!r}")
-    if score_head is not None and score_head not in SCORE_HEADS:
-        raise ValueError(f"score_head: must be one of {', '.join(SCORE_HEADS)}, got {score_head!r}")
     base_net, meta = load_checkpoint(base)
     if not base_net.config.scored:
         raise ValueError(f"base: {base} has one output and no score head to refit")
@@ -480,20 +490,10 @@ def refit_score_head(
     metrics: dict[str, Any] = dict(meta.get("metrics") or {})
     metrics.update(_score_stage_metrics(running))
     metrics["refit_seconds"] = float(time.perf_counter() - t0)
-    base_command = (meta.get("train") or {}).get("command", "")
-    base_sha = file_sha256(base)
     train_info = {
         "settings": asdict(settings), "command": command or "", "history": history,
-        "base_command": base_command, "base_sha256": base_sha,
+        "base_command": (meta.get("train") or {}).get("command", ""), "base_sha256": file_sha256(base),
     }
     model = ProbSeg(net, name=config.name)
-    model.meta = {"config": config.to_dict(), "data_spec": data_spec, "train": train_info, "metrics": metrics}
-    if out is not None:
-        path = save_checkpoint(out, net, data_spec, train_info, metrics)
-        model.meta["path"] = str(path)
-        record = {
-            "command": command or "", "base_command": base_command, "base_sha256": base_sha,
-            "settings": asdict(settings), "metrics": metrics, "config": config.to_dict(),
-        }
-        Path(path).with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _keep(model, out, data_spec, train_info, metrics)
     return model, metrics

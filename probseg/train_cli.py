@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 @cli_entry("probseg-train")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``probseg-train``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     d = TrainSettings()
     out = Path(args.out)
     if out.suffix != ".pt":
@@ -110,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--out: {out.parent} is not a folder")
     command = "probseg-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.refit_score is not None:
-        return _refit(args, command)
+        return _refit(parser, args, command)
+    if args.score_rank_weight is not None and not args.interaction_loop:
+        raise ValueError("--score-rank-weight: the score head trains in the interaction loop; add --interaction-loop")
+    loop_spec = {"max_steps": args.loop_max_steps} if args.interaction_loop else {}
+    if args.score_rank_weight is not None:
+        loop_spec["score_rank_weight"] = args.score_rank_weight
     settings = TrainSettings(
         config=args.config,
         dataset=args.dataset,
@@ -130,14 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         real_fraction=args.real_fraction,
         augment_spec={"pseudo_fraction": args.pseudo_fraction} if args.pseudo_fraction else {},
         interaction_loop=args.interaction_loop,
-        loop_spec={"max_steps": args.loop_max_steps} if args.interaction_loop else {},
+        loop_spec=loop_spec,
         score_steps=args.score_steps,
         score_head=args.score_head,
     )
-    if args.score_rank_weight is not None:
-        if not args.interaction_loop:
-            raise ValueError("--score-rank-weight: the score head trains in the interaction loop; add --interaction-loop")
-        settings.loop_spec["score_rank_weight"] = args.score_rank_weight
     settings.validate()
     from .train import train  # torch: only once the command line is understood
 
@@ -146,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _refit(args: argparse.Namespace, command: str) -> int:
+# What --refit-score reads; the other options describe a training run, which the base's record fixes.
+_REFIT_OPTIONS = ("refit_score", "score_steps", "score_head", "score_rank_weight", "seed", "threads", "device",
+                  "medscribble", "out", "no_progress")
+
+
+def _refit(parser: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> int:
     """``--refit-score``: :func:`probseg.train.refit_score_head` with the command line's options."""
+    ignored = [a for a in vars(args) if a not in _REFIT_OPTIONS and getattr(args, a) != parser.get_default(a)]
+    if ignored:
+        flag = "--" + ignored[0].replace("_", "-")
+        raise ValueError(f"{flag}: not read with --refit-score, which trains on the base's own recorded settings; drop it")
     if args.score_steps < 1:
         raise ValueError("--score-steps: --refit-score trains the new score head for --score-steps steps; give one >= 1")
     if not Path(args.refit_score).is_file():

@@ -419,3 +419,7 @@ def test_probseg_train_refit_score_cli(tmp_path, capsys) -> None:
     assert "--refit-score: no such checkpoint" in capsys.readouterr().err
     assert main(["--refit-score", str(tmp_path / "base.pt"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "--score-steps" in capsys.readouterr().err
+    # An option that describes a training run is refused, not silently ignored.
+    assert main(["--refit-score", str(tmp_path / "base.pt"), "--score-steps", "2", "--steps", "50",
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--steps: not read with --refit-score" in capsys.readouterr().err

@@ -13,7 +13,6 @@ then loto.py on the file it writes (1.5 GB; not committed).
 import sys, time
 import numpy as np, torch
 import probseg
-from dataclasses import replace
 from probseg.data.medical import build_medical_target_pool, pool_batch_to_float
 from probseg.data.synth import SynthSpec
 from probseg.data.augment import AugmentSpec
