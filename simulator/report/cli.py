@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="RUN_DIR", help="one study directory, or one or more run directories")
     p.add_argument("--out", default=None, help="output folder (default: the study or single run directory)")
-    p.add_argument("--reference", default=None, help="label of the reference arm (default: the study's, else the first)")
+    p.add_argument("--reference", default=None, help="label of the reference arm, or of a study arm as its study file names it "
+                   "(e.g. 'complete-k random-of-k': each arm is then compared with that arm of its own "
+                   "start and training seed) (default: the study's, else the first)")
     p.add_argument("--endpoint", default=None,
                    help=f"primary endpoint metric (default: the study's, else {DEFAULT_ENDPOINT}); one of "
                         f"{', '.join(dict.fromkeys([*METRICS, *EXTRA_METRICS]))}")

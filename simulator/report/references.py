@@ -21,6 +21,20 @@ def _labels_text(labels: Sequence[str]) -> str:
     return ", ".join(map(repr, labels))
 
 
+def _per_variant(arms: Sequence[Arm], base: str) -> dict[str, str]:
+    """Each arm's reference when the reference is a study base label: the base's arm of the same variant
+    and training seed (a seed-less reference arm serves every seed)."""
+    refs: dict[str, str] = {}
+    for arm in arms:
+        cands = [a for a in arms if a.base == base and a.variant == arm.variant]
+        if not cands:
+            raise ValueError(f"reference: no arm of {base!r} runs variant {arm.variant!r}, which arm "
+                             f"{arm.label!r} runs")
+        same_seed = [a for a in cands if a.train_seed == arm.train_seed]
+        refs[arm.label] = (same_seed or cands)[0].label
+    return refs
+
+
 def resolve_references(
     arms: Sequence[Arm],
     study: Mapping[str, Any] | None = None,
@@ -31,8 +45,11 @@ def resolve_references(
     Args:
         arms: the report's arms.
         study: the study's ``study.json`` as a dict, None for plain runs.
-        reference: the caller's choice, overriding the study's: one label for every arm, or a
-            ``{label: reference label}`` mapping (an arm it leaves out is its own reference).
+        reference: the caller's choice, overriding the study's: one label for every arm, a study arm's
+            base label (as the study file names it, e.g. ``"complete-k random-of-k"``: each arm is then
+            compared with that base's arm of its own variant and training seed, as a study's
+            ``reference`` is), or a ``{label: reference label}`` mapping (an arm it leaves out is its own
+            reference).
     Returns:
         Each arm's reference, and the main one (the caller's label; else the study's reference when it
         is an arm, else the first arm's reference). Without ``reference``: each arm's ``reference``
@@ -61,6 +78,9 @@ def resolve_references(
             if ref not in labels:
                 raise ValueError(f"reference: study.json compares arm {lab!r} with {ref!r}, which is not an arm")
         return fallback or refs[labels[0]], refs
+    if reference is not None and reference not in labels and any(a.base == reference for a in arms):
+        refs = _per_variant(arms, reference)
+        return refs[labels[0]], refs
     main = reference if reference is not None else study_ref or labels[0]
     if main not in labels:
         problem = f"no arm labelled {main!r}" if reference is not None else f"the study's reference {main!r} is not an arm"
