@@ -373,7 +373,9 @@ def check_unseen_tasks(method: Method, dataset: SessionDataset) -> None:
     if seen:
         raise ValueError(
             f"checkpoint: {getattr(model, 'name', 'the model')} was trained on {', '.join(seen)}, which this dataset "
-            f"includes; evaluate it on unseen tasks only (e.g. medscribble:PATH?tasks=...)"
+            f"includes; evaluate it on unseen tasks only (e.g. medscribble:PATH?tasks=...), or on MedScribble with "
+            f"the checkpoint of the fold that never saw them (--checkpoint results/medscribble/checkpoints/A/... "
+            f"for CAMUS, OASIS, OCTA500, WBC; B/... for the other four)"
         )
 
 
