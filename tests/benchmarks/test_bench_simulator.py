@@ -69,6 +69,7 @@ def test_sessions_per_second(benchmark, tmp_path, workers):
 # --- where a step's time goes, in the lockstep and the reference path --------------------------------
 
 MEDSCRIBBLE = Path(__file__).resolve().parents[3] / "shared" / "medscribble"
+FOLD_A = Path(__file__).resolve().parents[2] / "results" / "medscribble" / "checkpoints" / "A"
 # What each name the session module calls does, for the shares: the rest of a step is "other".
 _PHASES = {
     "policy": (),  # the policy object's choose, wrapped below
@@ -165,10 +166,12 @@ def test_step_shares_on_disks(benchmark, early_stop):
 
 
 def test_step_shares_on_256px_images(benchmark):
-    """probseg (the medical model) on 256x256 MedScribble images, early stop off."""
-    if not MEDSCRIBBLE.is_dir() or "medical" not in probseg.available():
-        pytest.skip("MedScribble data or the medical checkpoint is missing")
+    """probseg (fold A's partial K-candidate model, the medscribble study's) on 256x256 MedScribble images of
+    fold A's unseen tasks, early stop off."""
+    checkpoint = FOLD_A / "partial-k-ranked.pt"
+    if not MEDSCRIBBLE.is_dir() or not checkpoint.is_file():
+        pytest.skip("MedScribble data or fold A's checkpoint is missing")
     settings = RunSettings(dataset=f"medscribble:{MEDSCRIBBLE}?tasks=CAMUS,OASIS,OCTA500,WBC",
-                           method="probseg", policy="best-of-k", n_sessions=16,
+                           method="probseg", checkpoint=str(checkpoint), policy="best-of-k", n_sessions=16,
                            session=SessionConfig(k=8, start="human", max_iters=5, early_stop=False))
-    _compare(benchmark, settings, 16, "256x256 MedScribble, medical model, early stop off, 5 iterations")
+    _compare(benchmark, settings, 16, "256x256 MedScribble, fold A partial-k model, early stop off, 5 iterations")
