@@ -15,7 +15,12 @@ cheaper to sample).
 
 The deterministic control is tuned the same way (``--row unet``): its two recipes (:data:`UNET_RECIPES`:
 the loop with and without the superpixel pseudo-tasks) are compared by the same rule on its one answer
-(``unet-complete``, policy ``first``), where a tie goes to the families' recipe.
+(``unet-complete``, policy ``first``), where a tie goes to the families' recipe. A third, ``pseudo-long``
+(``pseudo`` at twice the steps and pool, :data:`RECIPE_SCALE`: the U-Net's step is cheap enough for that
+to fit the 60-minute budget), is compared with ``pseudo`` by ``--families pseudo,pseudo-long`` (rule step
+9), where a tie goes to ``pseudo``. A pair other than the row's default (:data:`DEFAULT_PAIRS`) keeps its
+decision in its own file (``selection-pseudo-vs-pseudo-long.json``), beside the default pair's
+``selection.json``, so both decisions share one folder's candidates.
 
 Every candidate is trained by the documented ``probseg-train`` command (recorded with its figures),
 so each can be reproduced alone; ``--jobs`` runs several side by side. Each candidate is evaluated as
@@ -45,7 +50,8 @@ import numpy as np
 from probseg.cli import ArgumentParser, cli_entry
 
 __all__ = [
-    "FAMILIES", "FINAL_SCORE_STEPS", "FULL_RECIPE", "RANKED_SCORE", "ROWS", "UNET_RECIPES", "Candidate", "Decision", "choose_family", "main",
+    "DEFAULT_PAIRS", "FAMILIES", "FINAL_SCORE_STEPS", "FULL_RECIPE", "RANKED_SCORE", "RECIPE_SCALE", "ROWS", "UNET_RECIPES",
+    "Candidate", "Decision", "choose_family", "decision_name", "main",
     "is_decision", "paired_task_se", "row_choices", "run_selection", "shipped_family", "train_final",
 ]
 
@@ -57,12 +63,20 @@ FAMILIES: dict[str, dict[str, str]] = {
 # The deterministic control (the design's complete x 1 cell) is tuned as carefully as the families: its
 # two recipes, the same loop and budget with and without the superpixel pseudo-tasks, compared by the
 # same rule (``--row unet``); ``{recipe: its pseudo-task fraction}``.
-UNET_RECIPES: dict[str, float] = {"pseudo": 0.5, "real": 0.0}
+UNET_RECIPES: dict[str, float] = {"pseudo": 0.5, "real": 0.0, "pseudo-long": 0.5}
 UNET_CONFIG = "medical-unet-complete"
+# Multiples of FULL_RECIPE's steps and pool (1 for any recipe not named). The U-Net's step takes 0.435 s on
+# 2 quiet cores (--threads 2: 101 steps of a 2,000-pair pool in 60.8 s, 1 step in 17.2 s), against the
+# families' 0.75 s, so its 3,500 steps use under half of the 60-minute budget; pseudo-long spends the
+# budget: 7,000 steps and a 16,000-pair pool, about 53 minutes (CHECKPOINTS.md, rule step 9).
+RECIPE_SCALE: dict[str, float] = {"pseudo-long": 2.0}
 ROWS = ("partial", "complete", "unet")
+# The pair each row compares unless --families names another.
+DEFAULT_PAIRS: dict[str, tuple[str, str]] = {"partial": ("heads", "ssn"), "complete": ("heads", "ssn"),
+                                              "unet": ("pseudo", "real")}
 # The order of preference when everything else ties: heads are the cheaper to sample; the U-Net keeps the
-# recipe the families train with.
-PREFERENCE = ("heads", "ssn", "pseudo", "real")
+# recipe the families train with, and the shorter of two schedules.
+PREFERENCE = ("heads", "ssn", "pseudo", "real", "pseudo-long")
 # The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16, and
 # half of the real images' targets replaced by pseudo-tasks' (superpixel regions), as ScribblePrompt trains.
 # Sized to the 60-minute budget: medical-heads-complete took 75 s to build its 8,000-image pool and
@@ -95,6 +109,7 @@ class Candidate:
     config: str
     train_tasks: tuple[str, ...]
     pseudo_fraction: float = 0.5
+    scale: float = 1.0
 
     @property
     def stem(self) -> str:
@@ -192,7 +207,7 @@ def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] | No
     """The training runs of one fold and row: each family (the ``unet`` row: each recipe) once per
     left-out training task."""
     choices = row_choices(row)
-    families = tuple(choices) if families is None else tuple(families)
+    families = DEFAULT_PAIRS[row] if families is None else tuple(families)
     if len(set(families)) != 2:
         raise ValueError(f"families: the rule compares two, got {', '.join(families) or 'none'}")
     unknown = [f for f in families if f not in choices]
@@ -202,16 +217,27 @@ def candidates(fold_tasks: Sequence[str], row: str, families: Sequence[str] | No
     bad = [t for t in held if t not in fold_tasks]
     if bad:
         raise ValueError(f"left_out: {bad[0]!r} is not a training task of the fold ({', '.join(fold_tasks)})")
-    return [Candidate(f, row, t, choices[f][0], tuple(x for x in fold_tasks if x != t), choices[f][1])
-            for f in families for t in held]
+    return [Candidate(f, row, t, choices[f][0], tuple(x for x in fold_tasks if x != t), choices[f][1],
+                      RECIPE_SCALE.get(f, 1.0)) for f in families for t in held]
+
+
+def decision_name(row: str, families: Sequence[str] | None = None) -> str:
+    """The file a selection's decision goes to: ``selection.json`` for the row's default pair
+    (:data:`DEFAULT_PAIRS`), ``selection-A-vs-B.json`` for another (``A``, ``B`` in :data:`PREFERENCE` order),
+    so a second comparison in the same folder keeps the first's decision."""
+    if families is None or set(families) == set(DEFAULT_PAIRS[row]):
+        return "selection.json"
+    a, b = sorted(families, key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else len(PREFERENCE))
+    return f"selection-{a}-vs-{b}.json"
 
 
 def train_command(c: Candidate, out: Path, fraction: float, medscribble: str, device: str, threads: int,
                   seed: int = 0, score_steps: int = 0) -> list[str]:
-    """The ``probseg-train`` arguments that train candidate ``c`` at ``fraction`` of :data:`FULL_RECIPE`,
-    then ``score_steps`` steps of its score head alone (``--score-steps``, left out when 0)."""
-    steps = max(1, round(FULL_RECIPE["steps"] * fraction))
-    n_pairs = max(FULL_RECIPE["batch_size"], round(FULL_RECIPE["n_pairs"] * fraction))
+    """The ``probseg-train`` arguments that train candidate ``c`` at ``fraction`` of :data:`FULL_RECIPE`
+    (its steps and pool times ``c.scale``), then ``score_steps`` steps of its score head alone
+    (``--score-steps``, left out when 0)."""
+    steps = max(1, round(FULL_RECIPE["steps"] * fraction * c.scale))
+    n_pairs = max(FULL_RECIPE["batch_size"], round(FULL_RECIPE["n_pairs"] * fraction * c.scale))
     return [
         "--config", c.config, "--dataset", "medical", "--interaction-loop", "--steps", str(steps),
         "--batch-size", str(FULL_RECIPE["batch_size"]), "--n-pairs", str(n_pairs), "--seed", str(seed),
@@ -437,9 +463,10 @@ def run_selection(
 
     planned = {c.stem: "probseg-train " + shlex.join(train_command(c, out / "checkpoints" / f"{c.stem}.pt", fraction,
                                                                    medscribble, device, threads)) for c in todo}
-    done = _decided(out / "selection.json", fold, row, fraction, n_sessions, planned)
+    decided = out / decision_name(row, families)
+    done = _decided(decided, fold, row, fraction, n_sessions, planned)
     if done is not None:
-        say(f"fold {fold}, row {row}: decided before by the same commands ({out / 'selection.json'}): kept")
+        say(f"fold {fold}, row {row}: decided before by the same commands ({decided}): kept")
         return done
     say(f"fold {fold}, row {row}: {len(todo)} candidates, {jobs} at a time")
     with ThreadPoolExecutor(jobs) as pool:
@@ -467,8 +494,8 @@ def run_selection(
     partial_run = left_out is not None and set(left_out) != set(MEDSCRIBBLE_FOLDS[fold])
     result = {"fold": fold, "row": row, "fraction": fraction, "recipe": FULL_RECIPE, "complete_run": not partial_run,
               "n_sessions": n_sessions, "decision": asdict(decision), "candidates": records}
-    (out / "selection.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    (out / "selection.md").write_text(_markdown(result))
+    decided.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    decided.with_suffix(".md").write_text(_markdown(result))
     return decision
 
 
@@ -479,10 +506,10 @@ def is_decision(record: Mapping[str, Any]) -> bool:
         float(record.get("fraction", 0)) == RULE_FRACTION
 
 
-def _read_selection(folder: Path, arg: str) -> dict[str, Any]:
-    """A finished selection's ``selection.json`` that is a decision (:func:`is_decision`); ``ValueError``
-    naming ``arg`` otherwise."""
-    path = Path(folder) / "selection.json"
+def _read_selection(folder: Path, arg: str, name: str = "selection.json") -> dict[str, Any]:
+    """A finished selection's decision file ``name`` (:func:`decision_name`) that is a decision
+    (:func:`is_decision`); ``ValueError`` naming ``arg`` otherwise."""
+    path = Path(folder) / name
     try:
         record = json.loads(path.read_text())
     except OSError:
@@ -538,7 +565,7 @@ def train_final(
     if family not in choices:
         raise ValueError(f"family: {family!r} is not one of row {row}'s ({', '.join(choices)})")
     config, pseudo = choices[family]
-    c = Candidate(family, row, "", config, tuple(train_tasks), pseudo)
+    c = Candidate(family, row, "", config, tuple(train_tasks), pseudo, RECIPE_SCALE.get(family, 1.0))
     ckpt = Path(checkpoint)
     if ckpt.suffix != ".pt":
         raise ValueError(f"final: expected a .pt file to write, got {str(ckpt)!r}")
@@ -570,7 +597,9 @@ def _markdown(result: dict[str, Any]) -> str:
         f"# {'Recipe' if unet else 'Family'} selection: fold {result['fold']}, {result['row']} row",
         "",
         f"Rule: CHECKPOINTS.md (leave one training task out, {result['fraction']:g} of the recipe "
-        f"{result['recipe']}, Dice after 5 clicks, "
+        f"{result['recipe']}"
+        + "".join(f", {f}'s steps and pool x{RECIPE_SCALE[f]:g}" for f in result["decision"]["scores"] if f in RECIPE_SCALE)
+        + ", Dice after 5 clicks, "
         f"{evaluated}, click and human starts pooled).",
         "" if is_decision(result) else "**A partial run or a smoke test (a subset of tasks left out, another "
                                        "fraction or capped sessions): not a decision.**",
@@ -600,11 +629,14 @@ def _parser() -> ArgumentParser:
     p.add_argument("--fold", default=None, help="A (trains on ACDC, BTCV, HipXRay, STARE) or B (the other four); "
                                                  "required unless --ship")
     p.add_argument("--row", required=True, help="the design's row: partial or complete (K-candidate families: "
-                                                 "heads, ssn), or unet (the U-Net's recipes: pseudo, real)")
+                                                 "heads, ssn), or unet (the U-Net's recipes: pseudo, real, "
+                                                 "pseudo-long)")
     p.add_argument("--out", default=None, help="folder of the checkpoints, evaluations and decision (reruns resume); "
                                                 "required unless --ship")
     p.add_argument("--fraction", type=float, default=0.25, help=f"of the full recipe {FULL_RECIPE}")
-    p.add_argument("--families", default=None, help="the two compared (default: the row's two)")
+    p.add_argument("--families", default=None,
+                   help="the two compared (default: heads,ssn; the unet row: pseudo,real); another pair's decision "
+                        "goes to selection-A-vs-B.json beside selection.json (--final and --ship read that pair's)")
     p.add_argument("--left-out", default=None, help="comma-separated subset of the fold's tasks to leave out "
                                                     "(default: all four; a subset is a partial run, not a decision)")
     p.add_argument("--medscribble", default=None, help="MedScribble folder (default: ../shared/medscribble)")
@@ -640,7 +672,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("final: --ship needs --final PT, the shipped checkpoint's file")
         if not Path(medscribble).is_dir():
             raise ValueError(f"medscribble: MedScribble folder not found: {medscribble}")
-        records = [_read_selection(Path(d), "ship") for d in split(a.ship)]
+        pair = split(a.families) if a.families else None
+        if pair is not None:
+            candidates([], a.row, pair, [])  # checks the pair names the row's families
+        records = [_read_selection(Path(d), "ship", decision_name(a.row, pair)) for d in split(a.ship)]
         if sorted(r["fold"] for r in records) != sorted(MEDSCRIBBLE_FOLDS):
             raise ValueError(f"ship: expected one selection per fold ({', '.join(MEDSCRIBBLE_FOLDS)}), got "
                              f"{', '.join(r['fold'] for r in records)}")
@@ -660,15 +695,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"final: expected a .pt file to write, got {a.final!r}")
         if a.left_out or a.n_sessions is not None or a.fraction != RULE_FRACTION:
             raise ValueError("final: trains on a decision only; drop --left-out, --n-sessions and --fraction")
+    pair = split(a.families) if a.families else None
     decision = run_selection(
-        a.fold, a.row, a.out, fraction=a.fraction, families=split(a.families) if a.families else None,
+        a.fold, a.row, a.out, fraction=a.fraction, families=pair,
         left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
         threads=a.threads, jobs=a.jobs, workers=a.workers, n_sessions=a.n_sessions, progress=not a.no_progress,
     )
-    print((Path(a.out) / "selection.md").read_text())
+    print((Path(a.out) / decision_name(a.row, pair)).with_suffix(".md").read_text())
     print(json.dumps({"chosen": decision.chosen, "reason": decision.reason, "scores": decision.scores}))
     if a.final is not None:
-        _read_selection(Path(a.out), "final")  # a partial run or a smoke test is not a decision to train on
+        _read_selection(Path(a.out), "final", decision_name(a.row, pair))  # a partial run or a smoke test is not a decision to train on
         ckpt = train_final(a.row, decision.chosen, MEDSCRIBBLE_FOLDS[a.fold], a.final, medscribble, a.device, a.threads)
         print(json.dumps({"final": decision.chosen, "checkpoint": str(ckpt)}))
     return 0
