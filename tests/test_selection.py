@@ -14,6 +14,7 @@ from simulator.selection import (
     FULL_RECIPE,
     candidates,
     choose_family,
+    decision_name,
     main,
     paired_task_se,
     run_selection,
@@ -186,6 +187,17 @@ def test_a_small_unet_selection_evaluates_its_one_answer(tmp_path):
     config = json.loads((tmp_path / "runs" / "real-unet-without-HipXRay" / "human" / "config.json").read_text())
     assert (config["settings"]["method"], config["settings"]["policy"], config["settings"]["k"]) == \
         ("unet-complete", "first", 1)
+    # Rule step 9 in the same folder: pseudo's candidate is kept, and the pair's decision has its own file.
+    first = (tmp_path / "selection.json").read_text()
+    ckpt = tmp_path / "checkpoints" / "pseudo-unet-without-HipXRay.pt"
+    before = ckpt.stat().st_mtime_ns
+    run_selection("A", "unet", tmp_path, fraction=0.001, families=("pseudo", "pseudo-long"), left_out=["HipXRay"],
+                  medscribble=str(MEDSCRIBBLE), device="cpu", threads=1, workers=0, n_sessions=1, progress=False)
+    assert ckpt.stat().st_mtime_ns == before and (tmp_path / "selection.json").read_text() == first
+    pair = json.loads((tmp_path / "selection-pseudo-vs-pseudo-long.json").read_text())
+    assert [(c["family"], c["scale"]) for c in pair["candidates"]] == [("pseudo", 1.0), ("pseudo-long", 2.0)]
+    assert "--steps 7 --batch-size 16 --n-pairs 16 " in pair["candidates"][1]["command"]
+    assert "pseudo-long's steps and pool x2" in (tmp_path / "selection-pseudo-vs-pseudo-long.md").read_text()
 
 
 def _record(fold: str, chosen: str, scores: dict, row: str = "complete") -> dict:
@@ -293,3 +305,41 @@ def test_train_final_keeps_a_ranked_checkpoint_made_by_the_same_commands(tmp_pat
         out.with_suffix(".json").write_text(json.dumps({"command": "probseg-train " + shlex.join(args)}))
     seen.clear()
     assert train_final("partial", "ssn", ["ACDC"], tmp_path / "k.pt", "data", "cpu", 1) == got and not seen
+
+
+def test_pseudo_long_spends_twice_the_steps_and_pool_of_pseudo():
+    fold = ("ACDC", "BTCV", "HipXRay", "STARE")
+    got = candidates(fold, "unet", families=("pseudo", "pseudo-long"), left_out=["STARE"])
+    assert [(c.family, c.config, c.pseudo_fraction, c.scale) for c in got] == [
+        ("pseudo", "medical-unet-complete", 0.5, 1.0), ("pseudo-long", "medical-unet-complete", 0.5, 2.0)]
+    value = lambda args, flag: args[args.index(flag) + 1]  # noqa: E731
+    quarter = [train_command(c, Path("x.pt"), 0.25, "data", "auto", 1) for c in got]
+    assert [(value(a, "--steps"), value(a, "--n-pairs")) for a in quarter] == [("875", "2000"), ("1750", "4000")]
+    full = train_command(got[1], Path("x.pt"), 1.0, "data", "auto", 2)
+    assert (value(full, "--steps"), value(full, "--n-pairs")) == ("7000", "16000")
+    # The default pair of the unet row is unchanged, so step 6's candidates keep their commands.
+    assert [c.family for c in candidates(fold, "unet", left_out=["STARE"])] == ["pseudo", "real"]
+    # A tie within one standard error goes to the shorter schedule.
+    x = {"X": np.array([0.5, 0.6])}
+    tie = choose_family({"pseudo-long": x, "pseudo": x}, {"pseudo-long": 0.0, "pseudo": 0.0})
+    assert (tie.chosen, tie.reason) == ("pseudo", "preference")
+
+
+def test_a_second_pair_keeps_its_decision_beside_the_default_pairs():
+    assert decision_name("unet") == decision_name("unet", ["real", "pseudo"]) == "selection.json"
+    assert decision_name("unet", ["pseudo-long", "pseudo"]) == "selection-pseudo-vs-pseudo-long.json"
+    assert decision_name("complete", ["ssn", "heads"]) == "selection.json"
+
+
+def test_cli_ship_reads_the_named_pairs_decisions(capsys, tmp_path):
+    for fold in ("A", "B"):
+        (tmp_path / fold).mkdir()
+        (tmp_path / fold / "selection.json").write_text(json.dumps(_record(fold, "pseudo", {"pseudo": 0.6, "real": 0.5},
+                                                                           row="unet")))
+    argv = ["--row", "unet", "--ship", f"{tmp_path / 'A'},{tmp_path / 'B'}", "--final", str(tmp_path / "ship" / "u.pt"),
+            "--families", "pseudo,pseudo-long", "--medscribble", str(tmp_path)]
+    assert main(argv) == 2  # only the default pair's decisions are there
+    assert "selection-pseudo-vs-pseudo-long.json not found" in capsys.readouterr().err
+    assert main([*argv[:-4], "--families", "pseudo,heads", "--medscribble", str(tmp_path)]) == 2
+    assert "families: unknown family 'heads' for row unet" in capsys.readouterr().err
+    assert not (tmp_path / "ship").exists()
