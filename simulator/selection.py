@@ -77,6 +77,12 @@ DEFAULT_PAIRS: dict[str, tuple[str, str]] = {"partial": ("heads", "ssn"), "compl
 # The order of preference when everything else ties: heads are the cheaper to sample; the U-Net keeps the
 # recipe the families train with, and the shorter of two schedules.
 PREFERENCE = ("heads", "ssn", "pseudo", "real", "pseudo-long")
+
+
+def _preference(family: str) -> int:
+    """Rank of ``family`` in :data:`PREFERENCE` (an unknown name last)."""
+    return PREFERENCE.index(family) if family in PREFERENCE else len(PREFERENCE)
+
 # The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16, and
 # half of the real images' targets replaced by pseudo-tasks' (superpixel regions), as ScribblePrompt trains.
 # Sized to the 60-minute budget: medical-heads-complete took 75 s to build its 8,000-image pool and
@@ -177,7 +183,7 @@ def choose_family(
             a task in the same order for every family.
         diversity: ``{family: mean best-of-8 minus top-scored Dice}``.
     """
-    families = sorted(per_image, key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else len(PREFERENCE))
+    families = sorted(per_image, key=_preference)
     if len(families) != 2 or set(diversity) != set(families):
         raise ValueError(f"per_image, diversity: expected the same two families, got {sorted(per_image)} and {sorted(diversity)}")
     per_task = {f: {t: float(np.mean(v)) for t, v in per_image[f].items()} for f in families}
@@ -227,7 +233,7 @@ def decision_name(row: str, families: Sequence[str] | None = None) -> str:
     so a second comparison in the same folder keeps the first's decision."""
     if families is None or set(families) == set(DEFAULT_PAIRS[row]):
         return "selection.json"
-    a, b = sorted(families, key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else len(PREFERENCE))
+    a, b = sorted(families, key=_preference)
     return f"selection-{a}-vs-{b}.json"
 
 
@@ -538,7 +544,7 @@ def shipped_family(records: Sequence[Mapping[str, Any]]) -> str:
         for family, score in r["decision"]["scores"].items():
             total[family] = total.get(family, 0.0) + float(score)
     best = max(total.values())
-    return min((f for f, v in total.items() if v == best), key=lambda f: PREFERENCE.index(f) if f in PREFERENCE else 99)
+    return min((f for f, v in total.items() if v == best), key=_preference)
 
 
 def train_final(
@@ -667,12 +673,12 @@ def main(argv: list[str] | None = None) -> int:
     from .baselines import MEDSCRIBBLE_FOLDS
 
     medscribble = a.medscribble or DEFAULT_MEDSCRIBBLE
+    pair = split(a.families) if a.families else None
     if a.ship is not None:
         if a.final is None:
             raise ValueError("final: --ship needs --final PT, the shipped checkpoint's file")
         if not Path(medscribble).is_dir():
             raise ValueError(f"medscribble: MedScribble folder not found: {medscribble}")
-        pair = split(a.families) if a.families else None
         if pair is not None:
             candidates([], a.row, pair, [])  # checks the pair names the row's families
         records = [_read_selection(Path(d), "ship", decision_name(a.row, pair)) for d in split(a.ship)]
@@ -695,7 +701,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"final: expected a .pt file to write, got {a.final!r}")
         if a.left_out or a.n_sessions is not None or a.fraction != RULE_FRACTION:
             raise ValueError("final: trains on a decision only; drop --left-out, --n-sessions and --fraction")
-    pair = split(a.families) if a.families else None
     decision = run_selection(
         a.fold, a.row, a.out, fraction=a.fraction, families=pair,
         left_out=split(a.left_out) if a.left_out else None, medscribble=a.medscribble, device=a.device,
