@@ -83,6 +83,7 @@ def _preference(family: str) -> int:
     """Rank of ``family`` in :data:`PREFERENCE` (an unknown name last)."""
     return PREFERENCE.index(family) if family in PREFERENCE else len(PREFERENCE)
 
+
 # The full-budget recipe the fractions scale (steps and pool size): the interaction loop, batch 16, and
 # half of the real images' targets replaced by pseudo-tasks' (superpixel regions), as ScribblePrompt trains.
 # Sized to the 60-minute budget: medical-heads-complete took 75 s to build its 8,000-image pool and
